@@ -1,0 +1,1 @@
+"""Data: loaders, cleaning, id maps, splits and the generated demo data set."""
