@@ -1,0 +1,27 @@
+"""The exception root of the ``stream`` package."""
+
+
+class StreamError(Exception):
+    """Base class of every error raised by ``stream``."""
+
+
+class ConfigError(StreamError):
+    """Settings are missing or inconsistent."""
+
+
+class InvalidEvent(StreamError):
+    """A record could not be decoded or validated as an event.
+
+    ``reason`` is a short machine-readable code (``bad_json``, ``missing_field``,
+    ...) used as the dead-letter reason and as a metric label; ``detail`` says
+    what was wrong in words.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class TopicError(StreamError):
+    """A topic is missing or exists with settings the project cannot work with."""

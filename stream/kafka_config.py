@@ -1,0 +1,93 @@
+"""Connection settings for the three Kafka clients, built from one :class:`Settings`.
+
+Faust (the worker), aiokafka (async readers) and kafka-python (the producer
+client, admin) get the same servers, the same security protocol, the same SASL
+credentials and the very same ``ssl.SSLContext``, so a cluster that works for
+one works for all.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from stream.settings import Settings
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """A TLS context for ``SSL`` / ``SASL_SSL``; ``None`` for plaintext protocols."""
+    if not settings.uses_tls:
+        return None
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    if settings.kafka_ssl_certfile and settings.kafka_ssl_keyfile:
+        password = settings.kafka_ssl_key_password
+        context.load_cert_chain(
+            str(settings.kafka_ssl_certfile),
+            str(settings.kafka_ssl_keyfile),
+            password=password.get_secret_value() if password else None,
+        )
+    return context
+
+
+def _sasl_password(settings: Settings) -> str | None:
+    secret = settings.kafka_sasl_password
+    return secret.get_secret_value() if secret is not None else None
+
+
+def faust_broker_options(settings: Settings) -> dict[str, Any]:
+    """``broker`` and ``broker_credentials`` for :class:`faust.App`."""
+    context = ssl_context(settings)
+    credentials: faust.types.auth.CredentialsT | None = None
+    if settings.uses_sasl:
+        credentials = faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=_sasl_password(settings),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    elif context is not None:
+        credentials = faust.SSLCredentials(context)
+    return {
+        "broker": [f"kafka://{server}" for server in settings.kafka_bootstrap],
+        "broker_credentials": credentials,
+    }
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``aiokafka.AIOKafkaConsumer`` / ``AIOKafkaProducer``."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": list(settings.kafka_bootstrap),
+        "client_id": settings.kafka_client_id,
+        "security_protocol": settings.kafka_security_protocol,
+        "ssl_context": ssl_context(settings),
+    }
+    if settings.uses_sasl:
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": _sasl_password(settings),
+        }
+    return options
+
+
+def kafka_python_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for kafka-python's ``KafkaProducer``, ``KafkaConsumer`` and ``KafkaAdminClient``."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": list(settings.kafka_bootstrap),
+        "client_id": settings.kafka_client_id,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.uses_sasl:
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": _sasl_password(settings),
+        }
+    return options

@@ -1,0 +1,110 @@
+"""Reading a topic back with aiokafka: offsets now, and every record in an offset range.
+
+Used by the demo, the tests and the trainer's topic snapshots: no consumer
+group is involved, so reading never moves a worker's committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream.kafka_config import aiokafka_options
+from stream.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record as read: where it came from, its key and value bytes, and its Kafka timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+def _consumer(settings: Settings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        **aiokafka_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # Read only committed records, like a worker under exactly-once would.
+        isolation_level="read_committed",
+    )
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """``{partition: offset of the next record}`` for every partition of ``topic``."""
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_range(
+    settings: Settings,
+    topic: str,
+    start: dict[int, int] | None = None,
+    stop: dict[int, int] | None = None,
+    timeout_s: float = 60.0,
+) -> list[Record]:
+    """Every record of ``topic`` from ``start`` (default: the beginning) up to ``stop``
+    (default: the end offsets when called), in partition then offset order.
+
+    Raises ``TimeoutError`` if the range cannot be read within ``timeout_s``.
+    """
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        if stop is None:
+            stop = {tp.partition: off for tp, off in (await consumer.end_offsets(partitions)).items()}
+        begins = await consumer.beginning_offsets(partitions)
+        consumer.assign(partitions)
+        pending: set[int] = set()
+        for tp in partitions:
+            first = max((start or {}).get(tp.partition, 0), begins[tp])
+            if first < stop.get(tp.partition, 0):
+                consumer.seek(tp, first)
+                pending.add(tp.partition)
+        records: list[Record] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while pending:
+            if loop.time() > deadline:
+                raise TimeoutError(f"read of {topic} did not reach {stop} within {timeout_s}s")
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, messages in batches.items():
+                end = stop.get(tp.partition, 0)
+                for m in messages:
+                    if m.offset < end:
+                        records.append(Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
+                # Under transactions, offsets of control records leave gaps: compare positions.
+                if tp.partition in pending and await consumer.position(tp) >= end:
+                    pending.discard(tp.partition)
+            for p in list(pending):
+                if await consumer.position(TopicPartition(topic, p)) >= stop.get(p, 0):
+                    pending.discard(p)
+        records.sort(key=lambda r: (r.partition, r.offset))
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    # consumer.topics() fetches metadata but does not keep it, so partitions_for_topic()
+    # would still answer None: read the partitions from the fetched cluster view.
+    cluster = await consumer._client.fetch_all_metadata()
+    ids = cluster.partitions_for_topic(topic)
+    if not ids:
+        raise LookupError(f"topic {topic} does not exist")
+    return [TopicPartition(topic, p) for p in sorted(ids)]

@@ -1,0 +1,127 @@
+"""One typed, frozen settings object, read from ``STREAMREC_*`` environment variables.
+
+Every process (worker, trainer, producer, CLI) builds it once at start-up with
+:func:`get_settings`; secrets are ``SecretStr`` and never appear in ``repr``,
+logs or :meth:`Settings.redacted`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stream.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """streamrec's settings; each field is read from ``STREAMREC_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="ignore")
+
+    # --- Kafka connection -------------------------------------------------
+    kafka_bootstrap: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("127.0.0.1:9092",),
+        description="Bootstrap servers, comma-separated host:port list.",
+    )
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle (PEM) to verify the brokers.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client private key (PEM) for mutual TLS.")
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
+    kafka_client_id: str = "streamrec"
+
+    # --- Topics -------------------------------------------------------------
+    topic_prefix: str = Field(default="", description="Prepended to every topic name (namespaces, tests).")
+    topic_partitions: int = Field(default=8, ge=1, le=10_000, description="Partitions of the keyed topics.")
+    topic_replication: int = Field(default=1, ge=1, le=10)
+
+    # --- Worker ---------------------------------------------------------------
+    app_id: str = Field(default="streamrec", description="Faust app id: consumer group and table namespace.")
+    data_dir: Path = Field(default=Path("var/streamrec"), description="Local state: RocksDB tables, artifacts.")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap", mode="before")
+    @classmethod
+    def _split_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.replace(";", ",").split(",")]
+        if isinstance(value, (list, tuple)):
+            servers = tuple(str(v).strip() for v in value if str(v).strip())
+            for server in servers:
+                host, sep, port = server.removeprefix("kafka://").rpartition(":")
+                if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(f"bootstrap server {server!r} is not host:port")
+            if not servers:
+                raise ValueError("at least one bootstrap server is required")
+            return tuple(s.removeprefix("kafka://") for s in servers)
+        return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if sasl and (not self.kafka_sasl_username or self.kafka_sasl_password is None):
+            raise ValueError(
+                f"security protocol {self.kafka_security_protocol} needs "
+                "STREAMREC_KAFKA_SASL_USERNAME and STREAMREC_KAFKA_SASL_PASSWORD"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("STREAMREC_KAFKA_SSL_CERTFILE and STREAMREC_KAFKA_SSL_KEYFILE go together")
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"STREAMREC_{name.upper()}={path} is not a readable file")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.kafka_security_protocol.startswith("SASL")
+
+    def topic(self, name: str) -> str:
+        """The full name of one of the project's topics (``events``, ``items``, ...)."""
+        return f"{self.topic_prefix}{name}"
+
+    def redacted(self) -> dict[str, object]:
+        """The settings as a dict fit for logs: secrets are masked."""
+        out: dict[str, object] = {}
+        for key, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = "**********"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[key] = value
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment and validated.
+
+    Raises :class:`ConfigError` with every problem listed when a variable is invalid.
+    """
+    try:
+        settings = Settings()
+    except ValueError as e:
+        raise ConfigError(f"invalid STREAMREC_* settings: {e}") from e
+    log.debug("settings loaded %s", settings.redacted())
+    return settings
