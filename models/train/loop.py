@@ -1,0 +1,236 @@
+"""The two-tower training loop: seq-to-seq over user histories, early stopping on validation NDCG@k.
+
+Runs on one process or under ``torchrun`` (DistributedDataParallel; gloo on
+CPU, NCCL on CUDA): when ``torch.distributed`` is initialised every rank trains
+on its share of each epoch's windows and all ranks take the same decisions.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from models.data.dataset import IdMap, Split
+from models.towers.model import TwoTower
+from models.train.config import TrainConfig
+from models.train.content import TextFeaturizer, fit_featurizer
+from models.train.data import epoch_batches, item_probabilities, make_windows
+from models.train.losses import bce_loss, full_softmax_loss, in_batch_log_q, sampled_softmax_loss
+from models.train.metrics import rank_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedModel:
+    """A trained two-tower model with what scoring and export need.
+
+    ``histories``: per user index, chronological item indices known at the end
+    of training (train + validation), the input of :meth:`user_vectors`.
+    ``item_embeddings``: float32 (n_items, dim), row = item index.
+    """
+
+    config: TrainConfig
+    model: TwoTower
+    users: IdMap
+    items: IdMap
+    histories: list[np.ndarray]
+    item_embeddings: np.ndarray
+    featurizer: TextFeaturizer | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        """float32 (len(users), dim) for user indices (int64)."""
+        return self.model.user_vectors([self.histories[int(u)] for u in users])
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """float32 (len(users), n_items): dot products of user and item vectors."""
+        return (self.user_vectors(users) @ self.item_embeddings.T).astype(np.float32)
+
+
+class TrainTask(nn.Module):
+    """The model plus its loss: ``forward(inputs, targets)`` returns the scalar loss (what DDP wraps)."""
+
+    def __init__(self, model: TwoTower, loss: str, item_prob: torch.Tensor, n_negatives: int = 1) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.n_negatives = n_negatives
+        self.register_buffer("item_prob", item_prob, persistent=False)
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        seq = self.model.user_tower.forward_sequence(inputs)
+        mask = targets > 0
+        query = seq[mask]
+        target = targets[mask] - 1
+        items = self.model.item_tower
+        if self.loss == "full_softmax":
+            return full_softmax_loss(query, items.all_items(), target)
+        if self.loss == "sampled_softmax":
+            uniq, inverse = torch.unique(target, return_inverse=True)
+            log_q = in_batch_log_q(self.item_prob[uniq], n_draws=int(target.numel()))
+            return sampled_softmax_loss(query, items(uniq + 1), inverse, log_q)
+        neg = torch.randint(1, items.n_items + 1, (target.numel(), self.n_negatives), device=target.device)
+        return bce_loss(query, items(target + 1), items(neg))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch; prefer deterministic kernels where that is cheap."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA (this rank's local GPU under torchrun) when present, else CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def _dist() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train_two_tower(split: Split, config: TrainConfig) -> TrainedModel:
+    """Train on ``split.train``, stop early on ``split.valid`` (NDCG@``eval_k``, full ranking, train items excluded).
+
+    The returned model's histories are train + validation, ready to score the test rows.
+    """
+    train, valid = split.train, split.valid
+    featurizer = fit_featurizer(split.catalog, config.content)
+    content = featurizer.transform(split.catalog.documents()) if featurizer is not None else None
+    train_seqs = train.sequences()
+    valid_users = valid.user
+    trained = fit_sequences(
+        train_seqs,
+        n_items=train.n_items,
+        valid_histories=[train_seqs[u] for u in valid_users],
+        valid_targets=valid.item,
+        valid_exclude=train.matrix(binary=True)[valid_users],
+        content=content,
+        config=config,
+    )
+    full_seqs = train.concat(valid).sequences()
+    trained.users, trained.items, trained.histories, trained.featurizer = train.users, train.items, full_seqs, featurizer
+    return trained
+
+
+def fit_sequences(
+    sequences: list[np.ndarray],
+    n_items: int,
+    valid_histories: list[np.ndarray],
+    valid_targets: np.ndarray,
+    valid_exclude: sp.csr_matrix | None,
+    content: np.ndarray | None,
+    config: TrainConfig,
+) -> TrainedModel:
+    """The loop on plain arrays: per-user chronological item indices in, a :class:`TrainedModel` out."""
+    seed_everything(config.seed)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    rank, world = _dist()
+    device = resolve_device(config.device)
+    n_features = 0 if content is None else int(content.shape[1])
+    model = TwoTower(config.tower_spec(n_items, n_features), content).to(device)
+    inputs, targets = make_windows(sequences, config.max_len, config.windows)
+    if len(inputs) == 0:
+        raise ValueError("no training windows: every sequence is shorter than 2 items")
+    task: nn.Module = TrainTask(model, config.loss, item_probabilities(targets, n_items), config.n_negatives).to(device)
+    if world > 1:
+        task = nn.parallel.DistributedDataParallel(task)
+    opt = torch.optim.Adam(task.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    log.info(
+        "train_start tower=%s loss=%s windows=%d items=%d params=%d device=%s world=%d",
+        config.tower, config.loss, len(inputs), n_items, sum(p.numel() for p in model.parameters()), device, world,
+    )
+    best = {"ndcg": -1.0, "epoch": -1, "state": None, "metrics": {}}
+    history: list[dict[str, float]] = []
+    epoch_seconds: list[float] = []
+    step, bad_epochs = 0, 0
+    for epoch in range(config.epochs):
+        task.train()
+        t0 = time.perf_counter()
+        batches = epoch_batches(len(inputs), config.batch_size, epoch, config.seed, rank, world)
+        total, count = 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not config.progress or rank != 0)
+        for rows in bar:
+            x = torch.as_tensor(inputs[rows], device=device)
+            y = torch.as_tensor(targets[rows], device=device)
+            loss = task(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            count += 1
+            step += 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+            if config.max_steps is not None and step >= config.max_steps:
+                break
+        epoch_seconds.append(time.perf_counter() - t0)
+        valid = _validate(model, valid_histories, valid_targets, valid_exclude, config.eval_k)
+        ndcg = valid[f"ndcg@{config.eval_k}"]
+        if world > 1:
+            # Weights are identical on every rank; averaging only guards against float noise in the decision.
+            t = torch.tensor([ndcg], dtype=torch.float64, device=device)
+            dist.all_reduce(t)
+            ndcg = float(t.item()) / world
+        row = {"epoch": epoch, "loss": total / max(count, 1), "seconds": epoch_seconds[-1], **valid}
+        history.append(row)
+        log.info(
+            "epoch=%d loss=%.4f valid_hr@%d=%.4f valid_ndcg@%d=%.4f seconds=%.1f",
+            epoch, row["loss"], config.eval_k, valid[f"hr@{config.eval_k}"], config.eval_k, ndcg, epoch_seconds[-1],
+        )
+        if ndcg > best["ndcg"]:
+            best = {"ndcg": ndcg, "epoch": epoch, "state": copy.deepcopy(model.state_dict()), "metrics": valid}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        if bad_epochs >= config.patience or (config.max_steps is not None and step >= config.max_steps):
+            break
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    metrics = {
+        "best_epoch": best["epoch"],
+        "valid": best["metrics"],
+        "epochs_run": len(history),
+        "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
+        "history": history,
+        "world_size": world,
+        "steps": step,
+    }
+    log.info("train_done best_epoch=%d valid_ndcg@%d=%.4f", best["epoch"], config.eval_k, best["ndcg"])
+    return TrainedModel(
+        config=config, model=model, users=IdMap(()), items=IdMap(()), histories=list(sequences),
+        item_embeddings=model.item_vectors(), metrics=metrics,
+    )
+
+
+def _validate(
+    model: TwoTower, histories: list[np.ndarray], targets: np.ndarray, exclude: sp.csr_matrix | None, k: int
+) -> dict[str, float]:
+    users = model.user_vectors(histories)
+    return rank_metrics(users, model.item_vectors(), np.asarray(targets, dtype=np.int64), exclude, k)
+
+
+__all__ = ["TrainTask", "TrainedModel", "fit_sequences", "resolve_device", "seed_everything", "train_two_tower"]
