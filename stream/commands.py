@@ -56,8 +56,12 @@ async def produce(self: AppCommand, n_events: int, users: int | None, items: int
     settings = get_settings()
     ensure_topics(settings)
     n_users = users or max(1, n_events // 30)
-    dataset = generate_demo_dataset(n_users=n_users, n_items=items,
-                                    events_per_user=max(1, -(-n_events // n_users)), seed=seed)
+    per_user = -(-n_events // n_users)
+    while True:  # event counts per user are Poisson: generate with a margin, then cut
+        dataset = generate_demo_dataset(n_users=n_users, n_items=items, events_per_user=per_user + 3, seed=seed)
+        if len(dataset.events) >= n_events:
+            break
+        per_user *= 2
     events = dataset.events[:n_events]
     if catalog:
         _echo(f"published {publish_catalog(settings, dataset)} items to {settings.topic('items')}")

@@ -1,0 +1,132 @@
+import logging
+import ssl
+
+import faust
+import pytest
+from pydantic import SecretStr
+
+from stream.errors import ConfigError
+from stream.kafka_config import aiokafka_options, faust_broker_options, kafka_python_options
+from stream.settings import Settings, get_settings
+
+PASSWORD = "s3cr3t-Pa55word"
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("STREAMREC_"):
+            monkeypatch.delenv(key)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+
+
+def test_defaults_are_local_plaintext(env):
+    s = get_settings()
+    assert s.kafka_bootstrap == ("127.0.0.1:9092",)
+    assert s.kafka_security_protocol == "PLAINTEXT"
+    assert s.processing_guarantee == "at_least_once"
+
+
+def test_several_bootstrap_servers_from_one_variable(env):
+    env.setenv("STREAMREC_KAFKA_BOOTSTRAP", "kafka://b1.example:9092, b2.example:9093;b3.example:9094")
+    s = get_settings()
+    assert s.kafka_bootstrap == ("b1.example:9092", "b2.example:9093", "b3.example:9094")
+    assert faust_broker_options(s)["broker"] == [
+        "kafka://b1.example:9092", "kafka://b2.example:9093", "kafka://b3.example:9094"]
+    assert aiokafka_options(s)["bootstrap_servers"] == list(s.kafka_bootstrap)
+    assert kafka_python_options(s)["bootstrap_servers"] == list(s.kafka_bootstrap)
+
+
+@pytest.mark.parametrize("bad", ["nohost", "host:", "host:99999", ":9092", ""])
+def test_bad_bootstrap_is_a_clear_config_error(env, bad):
+    env.setenv("STREAMREC_KAFKA_BOOTSTRAP", bad)
+    with pytest.raises(ConfigError, match="kafka_bootstrap|bootstrap"):
+        get_settings()
+
+
+def test_unknown_choice_is_rejected(env):
+    env.setenv("STREAMREC_PROCESSING_GUARANTEE", "twice")
+    with pytest.raises(ConfigError, match="processing_guarantee"):
+        get_settings()
+
+
+def test_sasl_needs_credentials(env):
+    env.setenv("STREAMREC_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ConfigError, match="SASL_USERNAME"):
+        get_settings()
+
+
+def _sasl_ssl_env(env):
+    env.setenv("STREAMREC_KAFKA_BOOTSTRAP", "b1:9093,b2:9093")
+    env.setenv("STREAMREC_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    env.setenv("STREAMREC_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    env.setenv("STREAMREC_KAFKA_SASL_USERNAME", "svc-streamrec")
+    env.setenv("STREAMREC_KAFKA_SASL_PASSWORD", PASSWORD)
+
+
+def test_sasl_ssl_reaches_all_three_clients_alike(env):
+    _sasl_ssl_env(env)
+    s = get_settings()
+
+    creds = faust_broker_options(s)["broker_credentials"]
+    assert isinstance(creds, faust.SASLCredentials)
+    assert creds.protocol.value == "SASL_SSL"
+    assert creds.mechanism.value == "SCRAM-SHA-512"
+    assert (creds.username, creds.password) == ("svc-streamrec", PASSWORD)
+
+    for options in (aiokafka_options(s), kafka_python_options(s)):
+        assert options["security_protocol"] == "SASL_SSL"
+        assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+        assert options["sasl_plain_username"] == "svc-streamrec"
+        assert options["sasl_plain_password"] == PASSWORD
+        ctx = options["ssl_context"]
+        assert isinstance(ctx, ssl.SSLContext)
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert isinstance(creds.ssl_context, ssl.SSLContext)
+
+
+def test_plain_ssl_without_sasl(env):
+    env.setenv("STREAMREC_KAFKA_SECURITY_PROTOCOL", "SSL")
+    s = get_settings()
+    creds = faust_broker_options(s)["broker_credentials"]
+    assert isinstance(creds, faust.SSLCredentials)
+    assert "sasl_mechanism" not in aiokafka_options(s)
+    assert isinstance(kafka_python_options(s)["ssl_context"], ssl.SSLContext)
+
+
+def test_plaintext_has_no_credentials(env):
+    s = get_settings()
+    assert faust_broker_options(s)["broker_credentials"] is None
+    assert aiokafka_options(s)["ssl_context"] is None
+    assert "ssl_context" not in kafka_python_options(s)
+
+
+def test_missing_tls_file_is_reported(env, tmp_path):
+    env.setenv("STREAMREC_KAFKA_SECURITY_PROTOCOL", "SSL")
+    env.setenv("STREAMREC_KAFKA_SSL_CAFILE", str(tmp_path / "nope.pem"))
+    with pytest.raises(ConfigError, match="not a readable file"):
+        get_settings()
+
+
+def test_secrets_never_printed_or_logged(env, caplog):
+    _sasl_ssl_env(env)
+    env.setenv("STREAMREC_KAFKA_SSL_KEY_PASSWORD", "key-" + PASSWORD)
+    with caplog.at_level(logging.DEBUG):
+        s = get_settings()
+    assert isinstance(s.kafka_sasl_password, SecretStr)
+    for text in (repr(s), str(s), str(s.redacted()), s.model_dump_json(), caplog.text):
+        assert PASSWORD not in text
+    assert s.redacted()["kafka_sasl_password"] == "**********"
+    assert "settings loaded" in caplog.text
+
+
+def test_settings_are_frozen(env):
+    s = get_settings()
+    with pytest.raises(Exception):
+        s.topic_prefix = "x"  # type: ignore[misc]
+
+
+def test_topic_names_use_the_prefix():
+    assert Settings(topic_prefix="t1.").topic("events") == "t1.events"
