@@ -92,6 +92,7 @@ def preprocess(
     k_core: int = 0,
     include_unseen_items: bool = False,
     require_metadata: bool = False,
+    max_users: int | None = None,
 ) -> tuple[Interactions, ItemCatalog, CleaningReport]:
     """Clean ``raw`` into implicit feedback and an aligned catalogue.
 
@@ -104,12 +105,19 @@ def preprocess(
     ``include_unseen_items``: catalogue items without interactions get ids
     too (for content-based cold start). ``require_metadata``: drop rows whose
     item is missing from the catalogue instead of filling its metadata.
+    ``max_users``: keep only the first this many users in id order (a prefix,
+    like the ml-1m users 1-2999 file), for quick runs.
     """
     if repeats not in ("first", "last", "keep"):
         raise ValueError(f"repeats must be 'first', 'last' or 'keep', got {repeats!r}")
     report = CleaningReport(n_input=len(raw.events))
     df = raw.events.reset_index(drop=True)
     df = _valid_rows(df, raw, report, min_rating)
+    if max_users is not None:
+        keep = sorted(df["user"].unique().tolist(), key=natural_key)[:max_users]
+        outside = ~df["user"].isin(set(keep))
+        report.drop("max_users", outside.sum())
+        df = df[~outside]
 
     key_cols = [c for c in ("user", "item", "timestamp", "type", "value", "rating") if c in df.columns]
     dup = df.duplicated(subset=key_cols, keep="first")

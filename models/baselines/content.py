@@ -1,0 +1,44 @@
+"""Content-based: rank items by TF-IDF similarity to the items in the user's history."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.base import NotFittedError, Recommender, train_of
+from models.data.dataset import Interactions, ItemCatalog, Split
+from models.features.text import Tfidf
+
+
+class ContentBased(Recommender):
+    """score(u, j) = sum over the user's items i of cosine(tfidf_i, tfidf_j), weighted by interaction weight.
+
+    Works for items nobody has interacted with, as long as they have text.
+    """
+
+    name = "content"
+    kind = "baseline"
+
+    def __init__(self, min_df: int = 1, binary: bool = True) -> None:
+        self.min_df, self.binary = min_df, binary
+        self.featurizer: Tfidf | None = None
+        self._x: sp.csr_matrix | None = None
+        self._t: sp.csr_matrix | None = None
+
+    def fit(self, split_or_train: Split | Interactions, catalog: ItemCatalog) -> ContentBased:
+        train = train_of(split_or_train)
+        if len(catalog) != train.n_items:
+            raise ValueError(f"catalog has {len(catalog)} items, interactions {train.n_items}")
+        self.featurizer = Tfidf(min_df=self.min_df)
+        self._t = self.featurizer.fit_transform(catalog.documents())
+        self._x = train.matrix(binary=self.binary)
+        return self
+
+    def fold_in(self, history: Interactions) -> None:
+        self._x = history.matrix(binary=self.binary)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        if self._x is None or self._t is None:
+            raise NotFittedError(f"{self.name}: fit first")
+        profile = self._x[users] @ self._t  # (B, n_terms), sparse
+        return np.asarray((profile @ self._t.T).toarray(), dtype=np.float32)
