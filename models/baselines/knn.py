@@ -54,6 +54,11 @@ class ItemKNN(Recommender):
         self._x = x
         return self
 
+    @property
+    def similarity(self) -> np.ndarray | None:
+        """Item-item cosine, float32 (n_items, n_items), column j = neighbours of j; None before fit."""
+        return self._sim
+
     def fold_in(self, history: Interactions) -> None:
         """Score from ``history``; the similarities stay those learnt in ``fit``."""
         self._x = history.matrix(binary=self.binary)

@@ -53,7 +53,7 @@ class ImplicitBPR(_ImplicitMF):
         self,
         factors: int = 64,
         iterations: int = 100,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.01,
         regularization: float = 0.01,
         num_threads: int = 1,
         seed: int = 0,

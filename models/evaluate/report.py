@@ -137,7 +137,6 @@ def plot_report(report: Mapping[str, Any], path: Path) -> None:
     ax1.legend()
     for name in names:
         ax2.plot(ks, [report["models"][name][f"ndcg@{k}"] for k in ks], marker="o", label=name)
-    ax2.set_xscale("log")
     ax2.set_xticks(ks, [str(k) for k in ks])
     ax2.set_xlabel("K")
     ax2.set_ylabel("NDCG@K")
