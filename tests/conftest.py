@@ -98,14 +98,35 @@ def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path):
     )
 
 
+# What the tests did on the broker, reported at the end of the run (proof that they
+# really produced to and consumed from a live broker, not a mock).
+BROKER_USE = {"bootstrap": None, "topics": 0, "records": 0}
+
+
 @pytest.fixture
 def topics(settings) -> Iterator[dict[str, str]]:
     """The project's topics, created for this test and deleted after it."""
-    from stream.admin import delete_topics, ensure_topics, project_topics
+    import asyncio
 
+    from stream.admin import delete_topics, ensure_topics, project_topics
+    from stream.reader import end_offsets
+
+    specs = project_topics(settings)
     created = ensure_topics(settings)
     yield created
-    delete_topics(settings, [t.name for t in project_topics(settings)])
+    BROKER_USE["bootstrap"] = settings.kafka_bootstrap[0]
+    BROKER_USE["topics"] += len(specs)
+    for spec in specs:
+        BROKER_USE["records"] += sum(asyncio.run(end_offsets(settings, spec.name)).values())
+    delete_topics(settings, [t.name for t in specs])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if BROKER_USE["bootstrap"]:
+        terminalreporter.write_line(
+            f"kafka: tests created {BROKER_USE['topics']} topics on the broker at {BROKER_USE['bootstrap']} "
+            f"and left {BROKER_USE['records']} records in them before deleting them"
+        )
 
 
 @pytest.fixture(scope="session")
