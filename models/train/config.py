@@ -71,7 +71,9 @@ class TrainConfig:
         """The JSON-able dict :class:`models.towers.TwoTower` is built from."""
         return {
             "tower": self.tower, "n_items": n_items, "n_features": n_features, "dim": self.dim,
-            "max_len": self.max_len, "dropout": self.dropout, "id_dropout": self.id_dropout,
+            "max_len": self.max_len, "dropout": self.dropout,
+            # Without content, dropping the id would leave an item with no vector at all.
+            "id_dropout": self.id_dropout if n_features else 0.0,
             "n_layers": self.n_layers, "n_heads": self.n_heads, "kernel_size": self.kernel_size,
         }
 

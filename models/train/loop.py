@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from models.data.dataset import IdMap, Split
+from models.data.dataset import IdMap, Interactions, Split
 from models.towers.model import TwoTower
 from models.train.config import TrainConfig
 from models.train.content import TextFeaturizer, fit_featurizer
@@ -50,6 +50,10 @@ class TrainedModel:
     item_embeddings: np.ndarray
     featurizer: TextFeaturizer | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def fold_in(self, history: Interactions) -> None:
+        """Use ``history``'s per-user sequences (same id maps) as the users' histories from now on."""
+        self.histories = history.sequences()
 
     def user_vectors(self, users: np.ndarray) -> np.ndarray:
         """float32 (len(users), dim) for user indices (int64)."""
@@ -114,7 +118,8 @@ def _dist() -> tuple[int, int]:
 def train_two_tower(split: Split, config: TrainConfig) -> TrainedModel:
     """Train on ``split.train``, stop early on ``split.valid`` (NDCG@``eval_k``, full ranking, train items excluded).
 
-    The returned model's histories are train + validation, ready to score the test rows.
+    The returned model's histories are the training sequences; call
+    :meth:`TrainedModel.fold_in` with train + validation before scoring test rows.
     """
     train, valid = split.train, split.valid
     featurizer = fit_featurizer(split.catalog, config.content)
@@ -130,8 +135,7 @@ def train_two_tower(split: Split, config: TrainConfig) -> TrainedModel:
         content=content,
         config=config,
     )
-    full_seqs = train.concat(valid).sequences()
-    trained.users, trained.items, trained.histories, trained.featurizer = train.users, train.items, full_seqs, featurizer
+    trained.users, trained.items, trained.featurizer = train.users, train.items, featurizer
     return trained
 
 

@@ -1,0 +1,217 @@
+"""Versioned, self-describing model artifacts with a checksummed manifest.
+
+Layout of one version folder::
+
+    manifest.json         format, created time, {file: {sha256, bytes}} for every other file
+    config.json           TrainConfig and the tower spec (enough to rebuild the towers)
+    weights.safetensors   plain tensors (weights.pt, a plain state_dict, when safetensors is absent)
+    items.json users.json id maps (index order)
+    features.json         text featuriser vocabulary and idf (absent for id-only models)
+    item_embeddings.npy   float32 (n_items, dim), row = item index
+    metrics.json          training and validation metrics
+    index/                optional, written by the ``index_builder`` hook
+
+Nothing is unpickled: weights load with ``safetensors`` or ``torch.load(weights_only=True)``,
+arrays with ``np.load(allow_pickle=False)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.data.dataset import IdMap
+from models.errors import ModelsError
+from models.towers.model import TwoTower
+from models.train.config import TrainConfig
+from models.train.content import TextFeaturizer
+from models.train.loop import TrainedModel
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+try:  # safetensors is preferred; torch.save of plain tensors is the fallback.
+    from safetensors.torch import load_file as _st_load
+    from safetensors.torch import save_file as _st_save
+except ImportError:  # pragma: no cover - depends on the environment
+    _st_load = _st_save = None
+
+IndexBuilder = Callable[[np.ndarray, tuple[str, ...], Path], None]
+
+
+class ArtifactError(ModelsError):
+    """An artifact folder is missing, malformed or of an unknown format."""
+
+
+class ArtifactChecksumError(ArtifactError):
+    """A file of an artifact does not match the manifest (tampered, truncated or missing)."""
+
+
+@dataclass
+class LoadedModel:
+    """A model loaded from an artifact, ready for serving: eval mode, on CPU.
+
+    ``item_embeddings`` float32 (n_items, dim), row = index in ``items``.
+    """
+
+    path: Path
+    config: TrainConfig
+    model: TwoTower
+    items: IdMap
+    users: IdMap
+    item_embeddings: np.ndarray
+    featurizer: TextFeaturizer | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def encode_user(self, history: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """float32 (dim,) from chronological item indices (the worker's per-event path)."""
+        return self.model.user_tower.encode(history, weights)
+
+    def cold_item_vectors(self, texts: list[str]) -> np.ndarray:
+        """float32 (len(texts), dim) for items with text but no trained id (zeros without a featuriser)."""
+        if self.featurizer is None:
+            return np.zeros((len(texts), self.model.item_tower.dim), dtype=np.float32)
+        with torch.no_grad():
+            return self.model.item_tower.from_content(self.featurizer.transform(texts)).numpy()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_artifact(
+    trained: TrainedModel,
+    root: str | Path,
+    version: str | None = None,
+    index_builder: IndexBuilder | None = None,
+) -> Path:
+    """Write ``trained`` to ``root/<version>`` (default: a UTC timestamp) and return that folder.
+
+    ``index_builder(item_embeddings, item_ids, folder)`` may write an index into
+    ``folder`` (``<version>/index``), e.g. a wrapper over ``index.build_index`` and
+    ``index.save_index``; its files are checksummed with the rest. The version
+    appears only when complete (written to a temporary folder, then renamed).
+    """
+    root = Path(root)
+    version = version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
+    final = root / version
+    if final.exists():
+        raise ArtifactError(f"artifact version already exists: {final}")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
+        weights = "weights.safetensors" if _st_save is not None else "weights.pt"
+        if _st_save is not None:
+            _st_save(state, str(tmp / weights))
+        else:
+            torch.save(state, tmp / weights)
+        config = {
+            "format": FORMAT_VERSION,
+            "weights": weights,
+            "train_config": json.loads(trained.config.to_json()),
+            "tower_spec": trained.model.spec,
+        }
+        _write_json(tmp / "config.json", config)
+        _write_json(tmp / "items.json", trained.items.to_json())
+        _write_json(tmp / "users.json", trained.users.to_json())
+        if trained.featurizer is not None:
+            _write_json(tmp / "features.json", trained.featurizer.to_json())
+        np.save(tmp / "item_embeddings.npy", np.ascontiguousarray(trained.item_embeddings, dtype=np.float32))
+        _write_json(tmp / "metrics.json", trained.metrics)
+        if index_builder is not None:
+            (tmp / "index").mkdir()
+            index_builder(trained.item_embeddings, tuple(trained.items.ids), tmp / "index")
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = {
+            "format": FORMAT_VERSION,
+            "version": version,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": {
+                p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files
+            },
+        }
+        _write_json(tmp / MANIFEST, manifest)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("artifact_saved path=%s files=%d", final, len(manifest["files"]))
+    return final
+
+
+def verify_artifact(path: str | Path) -> dict[str, Any]:
+    """Check every file against the manifest; returns the manifest or raises :class:`ArtifactChecksumError`."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ArtifactError(f"unreadable manifest in {path}: {e}") from e
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ArtifactError(f"unknown artifact format={manifest.get('format')!r} in {path}")
+    for name, meta in files.items():
+        p = path / name
+        if not p.is_file():
+            raise ArtifactChecksumError(f"artifact file missing: {p}")
+        size = p.stat().st_size
+        if size != meta["bytes"]:
+            raise ArtifactChecksumError(f"artifact file truncated or grown: {p} bytes={size} expected={meta['bytes']}")
+        digest = sha256_file(p)
+        if digest != meta["sha256"]:
+            raise ArtifactChecksumError(f"artifact checksum mismatch: {p} sha256={digest} expected={meta['sha256']}")
+    return manifest
+
+
+def load_artifact(path: str | Path) -> LoadedModel:
+    """Verify checksums, then rebuild the towers on CPU in eval mode."""
+    path = Path(path)
+    manifest = verify_artifact(path)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    weights = path / config["weights"]
+    if weights.suffix == ".safetensors":
+        if _st_load is None:
+            raise ArtifactError("artifact weights are safetensors but the safetensors package is not installed")
+        state = _st_load(str(weights))
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    model = TwoTower(config["tower_spec"])
+    model.load_state_dict(state)
+    model.eval()
+    featurizer = None
+    if (path / "features.json").exists():
+        featurizer = TextFeaturizer.from_json(json.loads((path / "features.json").read_text(encoding="utf-8")))
+    return LoadedModel(
+        path=path,
+        config=TrainConfig.from_json(json.dumps(config["train_config"])),
+        model=model,
+        items=IdMap.from_json(json.loads((path / "items.json").read_text(encoding="utf-8"))),
+        users=IdMap.from_json(json.loads((path / "users.json").read_text(encoding="utf-8"))),
+        item_embeddings=np.load(path / "item_embeddings.npy", allow_pickle=False),
+        featurizer=featurizer,
+        metrics=json.loads((path / "metrics.json").read_text(encoding="utf-8")),
+        manifest=manifest,
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True, default=float), encoding="utf-8")
