@@ -8,7 +8,6 @@ than Python's ``hash``: gensim seeds each word's initial vector from
 
 from __future__ import annotations
 
-import json
 import logging
 import zlib
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from gensim.models import Word2Vec
 
 from models.data.dataset import IdMap
-from models.features.text import FORMAT_VERSION, FeaturizerError, tokenize
+from models.features.text import FeaturizerError, read_meta, tokenize, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,10 @@ log = logging.getLogger(__name__)
 def stable_hash(text: str) -> int:
     """Process-independent string hash for gensim's per-word seeding."""
     return zlib.crc32(text.encode("utf-8"))
+
+
+def _params(obj: TextWord2Vec | Item2Vec) -> dict:
+    return {"dim": obj.dim, "window": obj.window, "epochs": obj.epochs, "min_count": obj.min_count, "seed": obj.seed}
 
 
 def _train(sentences: list[list[str]], dim: int, window: int, epochs: int, seed: int, min_count: int) -> Word2Vec:
@@ -79,17 +82,12 @@ class TextWord2Vec:
         """Write ``<path>.json`` (kind, parameters, words) and ``<path>.npz`` (vectors)."""
         if self.words is None:
             raise FeaturizerError(f"{self.kind}: nothing to save, fit first")
-        params = {"dim": self.dim, "window": self.window, "epochs": self.epochs, "min_count": self.min_count,
-                  "seed": self.seed}
-        meta = {"format": FORMAT_VERSION, "kind": self.kind, "params": params, "words": self.words}
-        Path(f"{path}.json").write_text(json.dumps(meta), encoding="utf-8")
+        write_meta(path, self.kind, _params(self), words=self.words)
         np.savez(f"{path}.npz", vectors=self.vectors)
 
     @classmethod
     def load(cls, path: str | Path) -> TextWord2Vec:
-        meta = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
-        if meta.get("kind") != cls.kind or meta.get("format") != FORMAT_VERSION:
-            raise FeaturizerError(f"{path}.json: not a {cls.kind} featurizer of format {FORMAT_VERSION}")
+        meta = read_meta(path, cls.kind)
         obj = cls(**meta["params"])
         obj.words = [str(w) for w in meta["words"]]
         with np.load(f"{path}.npz", allow_pickle=False) as z:
@@ -131,19 +129,12 @@ class Item2Vec:
         """Write ``<path>.json`` (kind, parameters, optional item ids) and ``<path>.npz`` (vectors)."""
         if self.vectors is None:
             raise FeaturizerError(f"{self.kind}: nothing to save, fit first")
-        params = {"dim": self.dim, "window": self.window, "epochs": self.epochs, "min_count": self.min_count,
-                  "seed": self.seed}
-        meta = {"format": FORMAT_VERSION, "kind": self.kind, "params": params,
-                "items": items.to_json() if items is not None else None}
-        Path(f"{path}.json").write_text(json.dumps(meta), encoding="utf-8")
+        write_meta(path, self.kind, _params(self), items=items.to_json() if items is not None else None)
         np.savez(f"{path}.npz", vectors=self.vectors)
 
     @classmethod
     def load(cls, path: str | Path) -> Item2Vec:
-        meta = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
-        if meta.get("kind") != cls.kind or meta.get("format") != FORMAT_VERSION:
-            raise FeaturizerError(f"{path}.json: not a {cls.kind} featurizer of format {FORMAT_VERSION}")
-        obj = cls(**meta["params"])
+        obj = cls(**read_meta(path, cls.kind)["params"])
         with np.load(f"{path}.npz", allow_pickle=False) as z:
             obj.vectors = z["vectors"].astype(np.float32)
         return obj

@@ -26,6 +26,20 @@ class FeaturizerError(ModelsError):
     """A featurizer was used before fitting, or a saved one is malformed."""
 
 
+def write_meta(path: str | Path, kind: str, params: dict, **extra: object) -> None:
+    """Write ``<path>.json``: format version, featurizer kind, parameters and ``extra`` fields."""
+    meta = {"format": FORMAT_VERSION, "kind": kind, "params": params, **extra}
+    Path(f"{path}.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def read_meta(path: str | Path, kind: str) -> dict:
+    """Read ``<path>.json`` written by ``write_meta``; raises ``FeaturizerError`` on another kind or format."""
+    meta = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    if meta.get("kind") != kind or meta.get("format") != FORMAT_VERSION:
+        raise FeaturizerError(f"{path}.json: not a {kind} featurizer of format {FORMAT_VERSION}")
+    return meta
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-case word tokens, the same rule as the sparse featurizers."""
     return _TOKEN_RE.findall(text.lower())
@@ -71,14 +85,11 @@ class BagOfWords:
         """Write ``<path>.json`` (kind, parameters, vocabulary) and, for TF-IDF, ``<path>.npz``."""
         if self.vocabulary is None:
             raise FeaturizerError(f"{self.kind}: nothing to save, fit first")
-        meta = {"format": FORMAT_VERSION, "kind": self.kind, "params": self._params(), "vocabulary": self.vocabulary}
-        Path(f"{path}.json").write_text(json.dumps(meta), encoding="utf-8")
+        write_meta(path, self.kind, self._params(), vocabulary=self.vocabulary)
 
     @classmethod
     def load(cls, path: str | Path) -> BagOfWords:
-        meta = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
-        if meta.get("kind") != cls.kind or meta.get("format") != FORMAT_VERSION:
-            raise FeaturizerError(f"{path}.json: not a {cls.kind} featurizer of format {FORMAT_VERSION}")
+        meta = read_meta(path, cls.kind)
         obj = cls(**meta["params"])
         obj.vocabulary = [str(t) for t in meta["vocabulary"]]
         return obj
