@@ -214,6 +214,7 @@ def fit_sequences(
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
+    in_sync = _ranks_in_sync(model, device) if world > 1 else True
     metrics = {
         "best_epoch": best["epoch"],
         "valid": best["metrics"],
@@ -221,6 +222,7 @@ def fit_sequences(
         "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
         "history": history,
         "world_size": world,
+        "ranks_in_sync": in_sync,
         "steps": step,
     }
     log.info("train_done best_epoch=%d valid_ndcg@%d=%.4f", best["epoch"], config.eval_k, best["ndcg"])
@@ -228,6 +230,17 @@ def fit_sequences(
         config=config, model=model, users=IdMap(()), items=IdMap(()), histories=list(sequences),
         item_embeddings=model.item_vectors(), metrics=metrics,
     )
+
+
+def _ranks_in_sync(model: nn.Module, device: torch.device) -> bool:
+    """Whether every rank holds the same weights (DDP keeps them equal; this checks it)."""
+    fingerprint = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).to(device)
+    gathered = [torch.zeros_like(fingerprint) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, fingerprint)
+    in_sync = all(bool(torch.equal(g, gathered[0])) for g in gathered)
+    if not in_sync:
+        log.error("ranks_out_of_sync fingerprints=%s", [float(g) for g in gathered])
+    return in_sync
 
 
 def _validate(
