@@ -6,7 +6,7 @@ Layout of one version folder::
     config.json           TrainConfig and the tower spec (enough to rebuild the towers)
     weights.safetensors   plain tensors (weights.pt, a plain state_dict, when safetensors is absent)
     items.json users.json id maps (index order)
-    features.json         text featuriser vocabulary and idf (absent for id-only models)
+    features/text.*       the fitted text featurizer, JSON + npz (absent for id-only models)
     item_embeddings.npy   float32 (n_items, dim), row = item index
     metrics.json          training and validation metrics
     index/                optional, written by the ``index_builder`` hook
@@ -36,7 +36,7 @@ from models.data.dataset import IdMap
 from models.errors import ModelsError
 from models.towers.model import TwoTower
 from models.train.config import TrainConfig
-from models.train.content import TextFeaturizer
+from models.train.content import Featurizer, dense_features, load_featurizer
 from models.train.loop import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class LoadedModel:
     items: IdMap
     users: IdMap
     item_embeddings: np.ndarray
-    featurizer: TextFeaturizer | None
+    featurizer: Featurizer | None
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -87,7 +87,7 @@ class LoadedModel:
         if self.featurizer is None:
             return np.zeros((len(texts), self.model.item_tower.dim), dtype=np.float32)
         with torch.no_grad():
-            return self.model.item_tower.from_content(self.featurizer.transform(texts)).numpy()
+            return self.model.item_tower.from_content(dense_features(self.featurizer, texts)).numpy()
 
 
 def sha256_file(path: Path) -> str:
@@ -125,17 +125,21 @@ def save_artifact(
             _st_save(state, str(tmp / weights))
         else:
             torch.save(state, tmp / weights)
+        featurizer = None
+        if trained.featurizer is not None:
+            (tmp / "features").mkdir()
+            trained.featurizer.save(tmp / "features" / "text")
+            featurizer = {"kind": trained.featurizer.kind, "path": "features/text"}
         config = {
             "format": FORMAT_VERSION,
             "weights": weights,
+            "featurizer": featurizer,
             "train_config": json.loads(trained.config.to_json()),
             "tower_spec": trained.model.spec,
         }
         _write_json(tmp / "config.json", config)
         _write_json(tmp / "items.json", trained.items.to_json())
         _write_json(tmp / "users.json", trained.users.to_json())
-        if trained.featurizer is not None:
-            _write_json(tmp / "features.json", trained.featurizer.to_json())
         np.save(tmp / "item_embeddings.npy", np.ascontiguousarray(trained.item_embeddings, dtype=np.float32))
         _write_json(tmp / "metrics.json", trained.metrics)
         if index_builder is not None:
@@ -198,8 +202,8 @@ def load_artifact(path: str | Path) -> LoadedModel:
     model.load_state_dict(state)
     model.eval()
     featurizer = None
-    if (path / "features.json").exists():
-        featurizer = TextFeaturizer.from_json(json.loads((path / "features.json").read_text(encoding="utf-8")))
+    if config.get("featurizer"):
+        featurizer = load_featurizer(config["featurizer"]["kind"], path / config["featurizer"]["path"])
     return LoadedModel(
         path=path,
         config=TrainConfig.from_json(json.dumps(config["train_config"])),

@@ -1,75 +1,65 @@
-"""Item content features for the item tower.
+"""Item content features for the item tower, from the shared featurizers in :mod:`models.features`.
 
-Private adapter: a TF-IDF / bag-of-words matrix over the catalogue's documents,
-saved as a JSON vocabulary so an artifact can featurise unseen item text.
-(``models.features`` is the shared home of text features; this stays minimal
-until the trainer switches to it.)
+``kind``: ``tfidf`` / ``bow`` (sparse, densified here: a catalogue of a few
+thousand items with a capped vocabulary fits easily) or ``word2vec`` (mean word
+vectors of the item text). The fitted featurizer travels in the artifact so the
+worker can featurise an unseen item's text (cold start).
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from models.data.dataset import ItemCatalog
+from models.features import BagOfWords, TextWord2Vec, Tfidf
 
-_TOKEN = re.compile(r"[a-z0-9]+")
+MAX_FEATURES = 4096
 
 
-@dataclass(frozen=True)
-class TextFeaturizer:
-    """Text -> float32 L2-normalised TF-IDF (``idf`` all ones: bag of words) over a fixed vocabulary."""
-
+class Featurizer(Protocol):
     kind: str
-    vocabulary: dict[str, int]
-    idf: np.ndarray  # float32 (n_features,)
 
-    @property
-    def n_features(self) -> int:
-        return len(self.vocabulary)
+    def fit(self, documents: list[str]) -> Featurizer: ...
 
-    def transform(self, documents: list[str]) -> np.ndarray:
-        """float32 (len(documents), n_features); unknown words are ignored."""
-        out = np.zeros((len(documents), self.n_features), dtype=np.float32)
-        for r, doc in enumerate(documents):
-            for word, count in Counter(_TOKEN.findall(doc.lower())).items():
-                j = self.vocabulary.get(word)
-                if j is not None:
-                    out[r, j] = (1.0 + math.log(count)) * self.idf[j]
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+    def transform(self, documents: list[str]) -> np.ndarray | sp.csr_matrix: ...
 
-    def to_json(self) -> dict[str, Any]:
-        words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
-        return {"kind": self.kind, "words": words, "idf": [float(x) for x in self.idf]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TextFeaturizer:
-        words = list(data["words"])
-        return cls(str(data["kind"]), {w: i for i, w in enumerate(words)}, np.asarray(data["idf"], dtype=np.float32))
+    def save(self, path: str | Path) -> None: ...
 
 
-def fit_featurizer(catalog: ItemCatalog, kind: str, max_features: int = 4096, min_df: int = 2) -> TextFeaturizer | None:
-    """Fit on the catalogue's documents; ``kind`` ``none`` gives ``None``.
+# The shared featurizers' own ``kind`` names, for loading one back.
+FEATURIZERS: dict[str, type] = {"tfidf": Tfidf, "bow": BagOfWords, "text_word2vec": TextWord2Vec}
 
-    ``word2vec`` falls back to TF-IDF here (the private adapter has no embeddings).
-    """
+
+def fit_featurizer(catalog: ItemCatalog, kind: str, seed: int = 0) -> Featurizer | None:
+    """Fit on the catalogue's documents; ``kind="none"`` gives ``None`` (id-only item tower)."""
     if kind == "none":
         return None
-    docs = [d.lower() for d in catalog.documents()]
-    df: Counter[str] = Counter()
-    for d in docs:
-        df.update(set(_TOKEN.findall(d)))
-    words = sorted((w for w, c in df.items() if c >= min_df), key=lambda w: (-df[w], w))[:max_features]
-    words.sort()
-    n = max(len(docs), 1)
-    if kind == "bow":
-        idf = np.ones(len(words), dtype=np.float32)
+    if kind == "tfidf":
+        feat: Featurizer = Tfidf(min_df=2, max_features=MAX_FEATURES)
+    elif kind == "bow":
+        feat = BagOfWords(min_df=2, max_features=MAX_FEATURES, binary=True)
+    elif kind == "word2vec":
+        feat = TextWord2Vec(dim=64, seed=seed)
     else:
-        idf = np.asarray([math.log((1 + n) / (1 + df[w])) + 1.0 for w in words], dtype=np.float32)
-    return TextFeaturizer("bow" if kind == "bow" else "tfidf", {w: i for i, w in enumerate(words)}, idf)
+        raise ValueError(f"unknown content kind={kind!r}; choose none, tfidf, bow or word2vec")
+    return feat.fit(catalog.documents())
+
+
+def dense_features(featurizer: Featurizer, documents: list[str]) -> np.ndarray:
+    """float32 (len(documents), n_features), dense, whichever featurizer made it."""
+    x = featurizer.transform(documents)
+    x = x.toarray() if sp.issparse(x) else np.asarray(x)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def load_featurizer(kind: str, path: str | Path) -> Featurizer:
+    """Load a featurizer saved with ``save(path)`` (JSON + npz, no pickle)."""
+    try:
+        cls = FEATURIZERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown featurizer kind={kind!r}") from None
+    return cls.load(path)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from models.data.dataset import IdMap, Interactions, Split
 from models.towers.model import TwoTower
 from models.train.config import TrainConfig
-from models.train.content import TextFeaturizer, fit_featurizer
+from models.train.content import Featurizer, dense_features, fit_featurizer
 from models.train.data import epoch_batches, item_probabilities, make_windows
 from models.train.losses import bce_loss, full_softmax_loss, in_batch_log_q, sampled_softmax_loss
 from models.train.metrics import rank_metrics
@@ -48,7 +48,7 @@ class TrainedModel:
     items: IdMap
     histories: list[np.ndarray]
     item_embeddings: np.ndarray
-    featurizer: TextFeaturizer | None = None
+    featurizer: Featurizer | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def fold_in(self, history: Interactions) -> None:
@@ -122,8 +122,8 @@ def train_two_tower(split: Split, config: TrainConfig) -> TrainedModel:
     :meth:`TrainedModel.fold_in` with train + validation before scoring test rows.
     """
     train, valid = split.train, split.valid
-    featurizer = fit_featurizer(split.catalog, config.content)
-    content = featurizer.transform(split.catalog.documents()) if featurizer is not None else None
+    featurizer = fit_featurizer(split.catalog, config.content, seed=config.seed)
+    content = dense_features(featurizer, split.catalog.documents()) if featurizer is not None else None
     train_seqs = train.sequences()
     valid_users = valid.user
     trained = fit_sequences(

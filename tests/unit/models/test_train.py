@@ -120,3 +120,10 @@ def test_recommender_adapter_registered(split) -> None:
     model.fit(split, split.catalog)
     model.fold_in(split.train.concat(split.valid))
     assert model.score(np.array([1])).shape == (1, split.train.n_items)
+
+
+@pytest.mark.parametrize("kind", ["bow", "word2vec"])
+def test_other_content_featurizers(split, kind: str) -> None:
+    cfg = TrainConfig(tower="mean", dim=8, max_len=10, epochs=1, max_steps=1, content=kind, progress=False)
+    trained = train_two_tower(split, cfg)
+    assert trained.model.item_tower.n_features > 0 and trained.featurizer is not None
