@@ -1,0 +1,67 @@
+"""The worker's Prometheus metrics, declared in one place.
+
+Names follow Prometheus conventions: ``streamrec_<subsystem>_<name>_<unit>``,
+base units, ``_total`` only on counters, bounded label values (reasons,
+partitions, versions; never user or item ids).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REASON = "reason"
+PARTITION = "partition"
+RESULT = "result"
+MODEL_VERSION = "model_version"
+INDEX_VERSION = "index_version"
+
+# Freshness targets are tens of milliseconds; the buckets resolve 1 ms to 10 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_CONSUMED = Counter(
+    "streamrec_worker_events_consumed_total", "Event records read from the events topic.", registry=REGISTRY)
+EVENTS_APPLIED = Counter(
+    "streamrec_worker_events_applied_total", "Valid events applied to user state.", registry=REGISTRY)
+EVENTS_DUPLICATE = Counter(
+    "streamrec_worker_events_duplicate_total",
+    "Redelivered events recognised by offset and not applied again.", registry=REGISTRY)
+EVENTS_REJECTED = Counter(
+    "streamrec_worker_events_rejected_total", "Invalid events sent to the dead-letter topic, by reason.",
+    [REASON], registry=REGISTRY)
+RECOMMENDATIONS_PUBLISHED = Counter(
+    "streamrec_worker_recommendations_published_total", "Recommendation records published.", registry=REGISTRY)
+FRESHNESS = Histogram(
+    "streamrec_worker_freshness_seconds",
+    "Time from an event's timestamp to the recommendation it triggered being published.",
+    buckets=LATENCY_BUCKETS, registry=REGISTRY)
+INGEST_LATENCY = Histogram(
+    "streamrec_worker_ingest_latency_seconds",
+    "Time from an event's append to Kafka (record timestamp) to its recommendation being published.",
+    buckets=LATENCY_BUCKETS, registry=REGISTRY)
+RETRIEVAL_LATENCY = Histogram(
+    "streamrec_worker_retrieval_seconds", "Time of one batched user-tower + index search.",
+    buckets=LATENCY_BUCKETS, registry=REGISTRY)
+BATCH_SIZE = Histogram(
+    "streamrec_worker_batch_events", "Events per micro-batch.", buckets=BATCH_BUCKETS, registry=REGISTRY)
+TABLE_KEYS = Gauge(
+    "streamrec_worker_table_keys", "Users held in this worker's user-state table.", registry=REGISTRY)
+CONSUMER_LAG = Gauge(
+    "streamrec_worker_consumer_lag_records", "Records not yet consumed, by events-topic partition.",
+    [PARTITION], registry=REGISTRY)
+ONLINE_TRIALS = Counter(
+    "streamrec_worker_online_trials_total",
+    "Positive events of users who held a recommendation just before them.", registry=REGISTRY)
+ONLINE_HITS = Counter(
+    "streamrec_worker_online_hits_total",
+    "Of those, events whose item was in that recommendation (online hit rate = hits / trials).",
+    registry=REGISTRY)
+MODEL_INFO = Gauge(
+    "streamrec_worker_model_info", "1 for the model and index versions being served.",
+    [MODEL_VERSION, INDEX_VERSION], registry=REGISTRY)
+INDEX_ITEMS = Gauge("streamrec_worker_index_items", "Items in the served index.", registry=REGISTRY)
+MODEL_SWAPS = Counter(
+    "streamrec_worker_model_swaps_total", "Model and index version changes, by result.", [RESULT],
+    registry=REGISTRY)

@@ -1,0 +1,53 @@
+"""The periodic trainer's Prometheus metrics and its small HTTP endpoint (``/metrics``, ``/healthz``)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+RESULT = "result"
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+RUNS = Counter("streamrec_trainer_runs_total", "Trainer runs, by result (published, rejected, skipped, failed).",
+               [RESULT], registry=REGISTRY)
+RUN_SECONDS = Histogram("streamrec_trainer_run_seconds", "Duration of one trainer run.",
+                        buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 2400, 3600), registry=REGISTRY)
+LAST_RUN = Gauge("streamrec_trainer_last_run_timestamp_seconds", "When the last run ended (Unix time).",
+                 registry=REGISTRY)
+LAST_PUBLISH = Gauge("streamrec_trainer_last_publish_timestamp_seconds",
+                     "When a version was last published (Unix time).", registry=REGISTRY)
+MODEL_NDCG_10 = Gauge("streamrec_trainer_model_ndcg_10",
+                      "NDCG@10 of the last published version on its held-out tail.", registry=REGISTRY)
+MODEL_HR_10 = Gauge("streamrec_trainer_model_hr_10",
+                    "HR@10 of the last published version on its held-out tail.", registry=REGISTRY)
+
+
+def record_run(result: str, seconds: float, metrics: dict[str, float] | None = None) -> None:
+    """Account for one finished run; ``metrics`` (ndcg@10, hr@10) when a version was published."""
+    RUNS.labels(result).inc()
+    RUN_SECONDS.observe(seconds)
+    LAST_RUN.set(time.time())
+    if result == "published" and metrics:
+        LAST_PUBLISH.set(time.time())
+        MODEL_NDCG_10.set(metrics.get("ndcg@10", float("nan")))
+        MODEL_HR_10.set(metrics.get("hr@10", float("nan")))
+
+
+async def start_http(host: str, port: int) -> web.AppRunner:
+    """Serve ``/metrics`` and ``/healthz`` until the returned runner is cleaned up."""
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health_view(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", health_view)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
