@@ -53,7 +53,7 @@ class FlatIndex(VectorIndex):
         return self._index.search(q, k, params=exclude_params(exclude))
 
     def _restore(self, faiss_index: Any, extras: dict[str, np.ndarray]) -> tuple[np.ndarray, None]:
-        index = faiss.downcast_index(faiss_index)
+        index = faiss_index  # read_index already returns the concrete type, and owns it
         if not isinstance(index, faiss.IndexIDMap2) or not isinstance(faiss.downcast_index(index.index), faiss.IndexFlat):
             raise ManifestError(f"flat index file holds {type(index).__name__}, expected IndexIDMap2 over IndexFlatIP")
         self._index = index

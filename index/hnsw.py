@@ -117,7 +117,7 @@ class HnswIndex(VectorIndex):
         return {_TOMBSTONES: np.flatnonzero(~self._alive).astype(np.int64)}
 
     def _restore(self, faiss_index: Any, extras: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        index = faiss.downcast_index(faiss_index)
+        index = faiss_index  # read_index already returns the concrete type, and owns it
         if not isinstance(index, faiss.IndexIDMap) or not isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW):
             raise ManifestError(f"hnsw index file holds {type(index).__name__}, expected IndexIDMap over IndexHNSWFlat")
         self._index = index

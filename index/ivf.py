@@ -69,7 +69,7 @@ class IvfFlatIndex(VectorIndex):
         return self._index.search(q, k, params=exclude_params(exclude, params))
 
     def _restore(self, faiss_index: Any, extras: dict[str, np.ndarray]) -> tuple[np.ndarray, None]:
-        index = faiss.downcast_index(faiss_index)
+        index = faiss_index  # read_index already returns the concrete type, and owns it
         expected = faiss.IndexIVFPQ if self.kind == "ivfpq" else faiss.IndexIVFFlat
         if type(index) is not expected:
             raise ManifestError(f"{self.kind} index file holds {type(index).__name__}, expected {expected.__name__}")

@@ -168,6 +168,10 @@ def load_index(folder: str | os.PathLike[str], *, device: DeviceChoice | None = 
     """
     root = Path(folder)
     manifest = read_manifest(root)
+    try:
+        backend = backend_for(manifest.kind)
+    except ConfigError as e:
+        raise ManifestError(f"manifest kind is unknown: {e}") from e
     payloads = {name: _read_verified(root / name, entry) for name, entry in manifest.files.items()}
     try:
         config = IndexConfig.from_dict(manifest.config)
@@ -184,7 +188,7 @@ def load_index(folder: str | os.PathLike[str], *, device: DeviceChoice | None = 
         }
     except (RuntimeError, ValueError, OSError) as e:
         raise StoreError(f"{root}: files match the manifest but cannot be read: {e}") from e
-    index = backend_for(manifest.kind).restore(faiss_index, extras, config)
+    index = backend.restore(faiss_index, extras, config)
     if index.dim != manifest.dim or len(index) != manifest.count:
         raise ManifestError(
             f"index holds dim={index.dim} count={len(index)}, manifest says dim={manifest.dim} count={manifest.count}"
