@@ -6,10 +6,15 @@ level ``app`` is what ``streamrec worker`` (Faust's own CLI) runs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import faust
 
 from stream.kafka_config import faust_broker_options
 from stream.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from stream.worker import Worker
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -30,7 +35,23 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_bind=settings.web_host,
         autodiscover=False,
         version=1,
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_in_thread=False,
     )
 
 
-app = create_app()
+def create_worker_app(settings: Settings | None = None) -> tuple[faust.App, "Worker"]:
+    """The app with the worker's agent, table, feeds and HTTP views registered."""
+    from stream.web import register_views
+    from stream.worker import Worker
+
+    settings = settings or get_settings()
+    app = create_app(settings)
+    worker = Worker(app, settings)
+    register_views(app, worker)
+    return app, worker
+
+
+app, worker = create_worker_app()

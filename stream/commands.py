@@ -118,3 +118,109 @@ async def demo(self: AppCommand, users: int, items: int, events_per_user: int, s
                                      events_per_user=events_per_user, seed=seed)
     for line in report.lines():
         _echo("  " + line)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``10m``, ``2h`` or a bare number of seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        seconds = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 30s, 10m or 1h") from None
+    if seconds <= 0:
+        raise click.BadParameter("the duration must be positive")
+    return seconds
+
+
+_TRAIN_OPTIONS = (
+    option("--tower", type=click.Choice(["mean", "gru", "cnn", "sasrec"]), default="sasrec", show_default=True,
+           help="User tower."),
+    option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
+           help="Most epochs (early stopping on validation NDCG@10)."),
+    option("--content", type=click.Choice(["none", "tfidf", "bow", "word2vec"]), default="tfidf",
+           show_default=True, help="Item text features for the item tower (cold start)."),
+    option("--margin", type=click.FloatRange(min=0), default=0.005, show_default=True,
+           help="Publish unless NDCG@10 is worse than the served version's by more than this."),
+    option("--publish/--no-publish", default=True, show_default=True),
+)
+
+
+def _train_config(tower: str, epochs: int, content: str):
+    from models.train.config import TrainConfig
+
+    return TrainConfig(tower=tower, epochs=epochs, content=content, loss="full_softmax",
+                       patience=4, progress=True)
+
+
+@app.command(*_TRAIN_OPTIONS)
+async def train(self: AppCommand, tower: str, epochs: int, content: str, margin: float, publish: bool) -> None:
+    """Train once on a snapshot of the topics; publish the version if it is not worse."""
+    from stream.trainer import train_once
+
+    run = await asyncio.to_thread(train_once, get_settings(), _train_config(tower, epochs, content), margin,
+                                  publish=publish)
+    _echo(run.summary())
+
+
+@app.command(
+    option("--every", "every", default="10m", show_default=True, help="Time between runs (30s, 10m, 1h)."),
+    option("--runs", type=click.IntRange(min=1), default=None, help="Stop after this many runs."),
+    *_TRAIN_OPTIONS,
+)
+async def trainer(self: AppCommand, every: str, runs: int | None, tower: str, epochs: int, content: str,
+                  margin: float, publish: bool) -> None:
+    """Train periodically (streamrec trainer --every 10m); each run as `streamrec train`."""
+    from stream.trainer import train_once
+
+    from stream import trainer_metrics
+
+    settings = get_settings()
+    interval = parse_duration(every)
+    config = _train_config(tower, epochs, content)
+    http = await trainer_metrics.start_http(settings.trainer_host, settings.trainer_port)
+    _echo(f"trainer metrics on http://{settings.trainer_host}:{settings.trainer_port}/metrics")
+    done = 0
+    try:
+        while runs is None or done < runs:
+            started = time.monotonic()
+            try:
+                run = await asyncio.to_thread(train_once, settings, config, margin, publish=publish)
+                result = "published" if run.published else (
+                    "rejected" if run.reason.startswith("worse") else "skipped")
+                trainer_metrics.record_run(result, time.monotonic() - started, run.metrics)
+                _echo(run.summary())
+            except Exception as e:  # one failed run must not end the periodic trainer
+                trainer_metrics.record_run("failed", time.monotonic() - started)
+                _echo(f"trainer run failed: {e!r}")
+            done += 1
+            if runs is None or done < runs:
+                await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        await http.cleanup()
+
+
+@app.command(
+    option("--data", "data", default="ml-100k", show_default=True,
+           help="ml-100k, ml-1m, demo, or a path to a data folder or interaction log."),
+    option("--models", "model_names", default="all", show_default=True,
+           help="Comma-separated registered model names, or 'all'."),
+    option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+           help="Write the report as JSON here (and a PNG chart beside it)."),
+)
+async def evaluate(self: AppCommand, data: str, model_names: str, out: Path | None) -> None:
+    """Train and evaluate every model on one leave-last-out split; print one table."""
+    import models.train.recommender  # noqa: F401  (registers the two-tower models)
+    from models.evaluate import run_report
+    from models.evaluate.registry import available_models
+
+    names = "all" if model_names == "all" else [m.strip() for m in model_names.split(",") if m.strip()]
+    if names != "all":
+        unknown = sorted(set(names) - set(available_models()))
+        if unknown:
+            raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: "
+                                     f"{', '.join(available_models())}", param_hint="--models")
+    png = out.with_suffix(".png") if out else None
+    await asyncio.to_thread(run_report, data, names, out, png)
+    if out:
+        _echo(f"wrote {out} and {png}")

@@ -71,29 +71,30 @@ async def read_range(
         begins = await consumer.beginning_offsets(partitions)
         consumer.assign(partitions)
         pending: set[int] = set()
+        firsts: dict[int, int] = {}
         for tp in partitions:
-            first = max((start or {}).get(tp.partition, 0), begins[tp])
+            firsts[tp.partition] = first = max((start or {}).get(tp.partition, 0), begins[tp])
             if first < stop.get(tp.partition, 0):
                 consumer.seek(tp, first)
                 pending.add(tp.partition)
         records: list[Record] = []
+        progress = CatchUp({p: stop.get(p, 0) for p in pending})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while pending:
+        while not progress.done:
             if loop.time() > deadline:
                 raise TimeoutError(f"read of {topic} did not reach {stop} within {timeout_s}s")
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            delivered: dict[int, int] = {}
             for tp, messages in batches.items():
                 end = stop.get(tp.partition, 0)
                 for m in messages:
-                    if m.offset < end:
+                    if firsts[tp.partition] <= m.offset < end:
                         records.append(Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
-                # Under transactions, offsets of control records leave gaps: compare positions.
-                if tp.partition in pending and await consumer.position(tp) >= end:
-                    pending.discard(tp.partition)
-            for p in list(pending):
-                if await consumer.position(TopicPartition(topic, p)) >= stop.get(p, 0):
-                    pending.discard(p)
+                if messages:
+                    delivered[tp.partition] = messages[-1].offset + 1
+            positions = {p: await consumer.position(TopicPartition(topic, p)) for p in progress.pending}
+            progress.update(delivered, positions)
         records.sort(key=lambda r: (r.partition, r.offset))
         return records
     finally:
@@ -108,3 +109,38 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     if not ids:
         raise LookupError(f"topic {topic} does not exist")
     return [TopicPartition(topic, p) for p in sorted(ids)]
+
+
+class CatchUp:
+    """Tells when every partition has been read up to a target offset.
+
+    aiokafka's ``position()`` can reach the end while fetched records are still
+    waiting to be returned by ``getmany``, so position alone would stop a read
+    early and lose records. A partition is done when a record at or past
+    ``end - 1`` was delivered, or when its position is at the end and a few
+    polls in a row returned nothing for it (the end is a transaction marker, or
+    the records there were compacted away).
+    """
+
+    QUIET_POLLS = 3
+
+    def __init__(self, ends: dict[int, int]) -> None:
+        self.ends = dict(ends)
+        self.pending = {p for p, end in ends.items() if end > 0}
+        self._quiet = dict.fromkeys(self.pending, 0)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def update(self, delivered: dict[int, int], positions: dict[int, int | None]) -> None:
+        """``delivered``: next offset after the last record returned per partition in this poll."""
+        for p in list(self.pending):
+            if delivered.get(p, -1) >= self.ends[p]:
+                self.pending.discard(p)
+            elif p in delivered:
+                self._quiet[p] = 0
+            elif (positions.get(p) or 0) >= self.ends[p]:
+                self._quiet[p] += 1
+                if self._quiet[p] >= self.QUIET_POLLS:
+                    self.pending.discard(p)

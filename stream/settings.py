@@ -56,6 +56,25 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rocksdb_block_cache_bytes: int = Field(
+        default=64 * 1024**2, ge=1024**2,
+        description="RocksDB block cache per table partition (Faust's default is 2 GiB each).")
+    rocksdb_write_buffer_bytes: int = Field(default=16 * 1024**2, ge=1024**2)
+
+    # --- Recommendations ------------------------------------------------------
+    artifacts_dir: Path = Field(default=Path("var/artifacts"), description="Trained model and index versions.")
+    top_k: int = Field(default=10, ge=1, le=100, description="Items per published recommendation.")
+    max_k: int = Field(default=100, ge=1, le=1000, description="Largest k the HTTP API accepts.")
+    max_history: int = Field(default=200, ge=1, le=10_000, description="Events kept per user (for exclusion).")
+    batch_max_events: int = Field(default=500, ge=1, le=100_000, description="Micro-batch size limit.")
+    batch_within_ms: int = Field(default=5, ge=0, le=10_000,
+                                 description="How long a micro-batch waits to fill before it is processed.")
+    producer_linger_ms: int = Field(default=1, ge=0, le=10_000,
+                                    description="Producer wait to batch records before sending.")
+    trainer_host: str = Field(default="127.0.0.1", description="Trainer's /metrics and /healthz bind address.")
+    trainer_port: int = Field(default=6070, ge=1, le=65535, description="Trainer's /metrics and /healthz port.")
+    trending_half_life_s: float = Field(default=3600.0, gt=0,
+                                        description="Half-life of the trending counts used for cold start.")
 
     @field_validator("kafka_bootstrap", mode="before")
     @classmethod

@@ -1,0 +1,217 @@
+"""The periodic trainer: snapshot the topics, train, gate on quality, publish a version.
+
+One run (:func:`train_once`): read every event and the catalogue from Kafka,
+clean them and split each user's tail off (leave-last-out), train a two-tower
+model with early stopping on validation, evaluate it on the held-out tail and
+evaluate the version being served on the *same* tail; publish only when the
+new one is not worse by more than ``margin`` NDCG@10. Publishing writes a
+checksummed artifact folder (towers, id maps, features, item vectors, index)
+and announces it on ``model-updates``, where every worker picks it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kafka import KafkaProducer
+
+from models.base import Recommender
+from models.data.dataset import Interactions, ItemCatalog, Split, leave_last_out
+from models.data.loaders import from_events
+from models.data.preprocess import preprocess
+from models.evaluate.ranking import evaluate
+from models.train.config import TrainConfig
+from models.train.recommender import TwoTowerRecommender
+from stream.admin import EVENTS, ITEMS, MODEL_UPDATES
+from stream.errors import InvalidEvent, StreamError
+from stream.events import parse_event
+from stream.kafka_config import kafka_python_options
+from stream.reader import read_range
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainRun:
+    """What one trainer run did."""
+
+    published: bool
+    reason: str
+    version: str | None = None
+    path: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    current_version: str | None = None
+    current_metrics: dict[str, float] | None = None
+    events: int = 0
+    invalid_events: int = 0
+    users: int = 0
+    items: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        new = self.metrics.get("ndcg@10")
+        old = (self.current_metrics or {}).get("ndcg@10")
+        return (f"{'published ' + str(self.version) if self.published else 'not published'} ({self.reason}); "
+                f"events={self.events} invalid={self.invalid_events} users={self.users} items={self.items} "
+                f"ndcg@10={new if new is None else round(new, 4)} "
+                f"current={self.current_version} current_ndcg@10={old if old is None else round(old, 4)} "
+                f"seconds={self.seconds:.1f}")
+
+
+def snapshot(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Every valid event of the ``events`` topic and the latest record of each catalogue item.
+
+    Returns ``(events, items, invalid_count)``; invalid events (those the worker
+    dead-letters) are counted, not trained on.
+    """
+    now_ms = int(time.time() * 1000)
+    events: list[dict[str, Any]] = []
+    invalid = 0
+    for record in asyncio.run(read_range(settings, settings.topic(EVENTS))):
+        try:
+            events.append(parse_event(record.value or b"", now_ms=now_ms).to_dict())
+        except InvalidEvent:
+            invalid += 1
+    items: dict[str, dict[str, Any]] = {}
+    for record in asyncio.run(read_range(settings, settings.topic(ITEMS))):
+        if record.value is None:
+            continue
+        try:
+            item = json.loads(record.value)
+        except ValueError:
+            continue
+        if isinstance(item, dict) and "item_id" in item:
+            items[str(item["item_id"])] = item
+    return events, list(items.values()), invalid
+
+
+def latest_announcement(settings: Settings) -> dict[str, Any] | None:
+    """The newest record on ``model-updates``, or ``None``."""
+    records = asyncio.run(read_range(settings, settings.topic(MODEL_UPDATES)))
+    for record in reversed(records):
+        try:
+            return json.loads(record.value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def announce(settings: Settings, version: str, path: Path, metrics: dict[str, float], extra: dict | None = None) -> None:
+    """Publish a version announcement on ``model-updates`` (acknowledged before returning)."""
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all", allow_auto_create_topics=False)
+    try:
+        value = {"version": version, "path": str(path.resolve()), "created_ms": int(time.time() * 1000),
+                 "metrics": metrics, **(extra or {})}
+        producer.send(settings.topic(MODEL_UPDATES), key=version.encode(),
+                      value=json.dumps(value, separators=(",", ":")).encode()).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+
+
+class LoadedArtifactRecommender(Recommender):
+    """A served version scored on a new split: its towers over the split's ids.
+
+    Items the version does not know score ``-inf`` (it cannot recommend them),
+    history items it does not know are skipped: exactly what serving does.
+    """
+
+    kind = "two_tower"
+
+    def __init__(self, loaded: Any, split: Split) -> None:
+        self.name = f"current:{loaded.manifest.get('version')}"
+        self.loaded = loaded
+        known = {item: i for i, item in enumerate(loaded.items.ids)}
+        self.to_loaded = np.array([known.get(item, -1) for item in split.train.items.ids], dtype=np.int64)
+        self.histories: list[np.ndarray] = split.train.sequences()
+
+    def fit(self, split_or_train: Split | Interactions, catalog: ItemCatalog) -> LoadedArtifactRecommender:
+        return self
+
+    def fold_in(self, history: Interactions) -> None:
+        self.histories = history.sequences()
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        emb = self.loaded.item_embeddings
+        known = self.to_loaded >= 0
+        out = np.full((len(users), len(self.to_loaded)), -np.inf, dtype=np.float32)
+        for row, u in enumerate(np.asarray(users, dtype=np.int64)):
+            hist = self.to_loaded[self.histories[int(u)]] if int(u) < len(self.histories) else np.zeros(0, np.int64)
+            hist = hist[hist >= 0]
+            if len(hist) == 0:
+                continue
+            vec = self.loaded.encode_user(hist)
+            out[row, known] = emb[self.to_loaded[known]] @ vec
+        return out
+
+
+def _test_metrics(model: Recommender, split: Split) -> dict[str, float]:
+    model.fold_in(split.train.concat(split.valid))
+    result = evaluate(model, split, on="test", ks=(10,))
+    return {k: float(v) for k, v in result.items()}
+
+
+def _index_builder(vectors: np.ndarray, item_ids: tuple[str, ...], folder: Path) -> None:
+    from index import IndexConfig, build_index, save_index
+
+    index = build_index(np.ascontiguousarray(vectors, dtype=np.float32),
+                        np.arange(len(item_ids), dtype=np.int64), IndexConfig())
+    save_index(index, folder, overwrite=True)  # save_artifact created the folder
+
+
+def train_once(settings: Settings, config: TrainConfig | None = None, margin: float = 0.005,
+               min_users: int = 10, publish: bool = True) -> TrainRun:
+    """One trainer run against the configured cluster (see the module docstring)."""
+    from models.artifacts import ArtifactError, load_artifact, save_artifact
+
+    started = time.perf_counter()
+    config = config or TrainConfig(tower="sasrec", loss="full_softmax", content="tfidf", epochs=30, patience=4)
+    events, items, invalid = snapshot(settings)
+    run = TrainRun(published=False, reason="", events=len(events), invalid_events=invalid)
+    if not events:
+        run.reason = "no events to train on"
+        return run
+    interactions, catalog, _ = preprocess(from_events(events, items, name=settings.topic(EVENTS)))
+    split = leave_last_out(interactions, catalog)
+    run.users, run.items = len(interactions.users), len(interactions.items)
+    if int((np.bincount(split.test.user, minlength=run.users) > 0).sum()) < min_users:
+        run.reason = f"fewer than {min_users} users with a held-out tail"
+        run.seconds = time.perf_counter() - started
+        return run
+
+    candidate = TwoTowerRecommender(config).fit(split, catalog)
+    run.metrics = _test_metrics(candidate, split)
+
+    current = latest_announcement(settings)
+    if current is not None:
+        run.current_version = str(current.get("version"))
+        try:
+            loaded = load_artifact(settings.artifacts_dir / run.current_version)
+            run.current_metrics = _test_metrics(LoadedArtifactRecommender(loaded, split), split)
+        except (ArtifactError, OSError) as e:
+            log.warning("current version not comparable version=%s error=%s", run.current_version, e)
+    if run.current_metrics is not None and run.metrics["ndcg@10"] < run.current_metrics["ndcg@10"] - margin:
+        run.reason = "worse than the version being served"
+    elif not publish:
+        run.reason = "publishing disabled"
+    else:
+        trained = candidate.trained
+        if trained is None:  # fit() always sets it; guards a broken recommender
+            raise StreamError("training produced no model")
+        trained.metrics = {**trained.metrics, "test": run.metrics, "events": len(events)}
+        run.path = save_artifact(trained, settings.artifacts_dir, index_builder=_index_builder)
+        run.version = run.path.name
+        announce(settings, run.version, run.path, run.metrics,
+                 {"users": run.users, "items": run.items, "tower": config.tower})
+        run.published = True
+        run.reason = "first version" if run.current_version is None else "not worse than the version served"
+    run.seconds = time.perf_counter() - started
+    log.info("trainer run %s", run.summary())
+    return run

@@ -1,0 +1,53 @@
+"""Vectors of this worker's users, searchable for "similar users" (friend suggestions).
+
+Built with the same ``index`` code as the item index, over other ids: each
+user id gets an int64 id in first-seen order. A worker holds the users of the
+partitions it owns (the request is routed to the owner of the asking user);
+users on other workers' partitions join once they appear there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from index import IndexConfig, build_index
+
+
+class UserVectors:
+    """Upsert user vectors; find the users nearest to a vector."""
+
+    def __init__(self, config: IndexConfig | None = None) -> None:
+        self._config = config or IndexConfig()
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._index = None
+        self._dim: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._index) if self._index is not None else 0
+
+    def upsert(self, user_ids: list[str], vectors: np.ndarray) -> None:
+        """Add or replace the vectors of ``user_ids`` (float32 (n, d)); a new dimension starts afresh."""
+        if not user_ids:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self._dim != vectors.shape[1]:
+            self._ids, self._names, self._index, self._dim = {}, [], None, vectors.shape[1]
+        ids = np.empty(len(user_ids), dtype=np.int64)
+        for row, user in enumerate(user_ids):
+            if user not in self._ids:
+                self._ids[user] = len(self._names)
+                self._names.append(user)
+            ids[row] = self._ids[user]
+        if self._index is None:
+            self._index = build_index(vectors, ids, self._config)
+        else:
+            self._index.add(vectors, ids)
+
+    def similar(self, user_id: str, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The ``k`` users nearest to ``vector``, ``user_id`` itself left out."""
+        if self._index is None or self._dim != vector.shape[0]:
+            return []
+        own = {self._ids[user_id]} if user_id in self._ids else set()
+        scores, ids = self._index.search(vector[None, :].astype(np.float32), k, exclude=[own])
+        return [(self._names[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]

@@ -1,0 +1,217 @@
+"""The streaming worker: Faust agent, RocksDB user-state table, catalogue and model feeds.
+
+For each micro-batch of ``events`` records: validate, apply to the user's
+state (``user-state`` table, RocksDB with a changelog topic), compute user
+vectors, search the index, publish one recommendation per touched user to
+``recommendations`` and every rejected record to ``dead-letter``. Outputs go to
+the input record's partition number (the topics share partition counts), so
+with ``exactly_once`` they join the same Kafka transaction as the state
+changes and the consumed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+import numpy as np
+
+from stream import metrics
+from stream.admin import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
+from stream.feeds import follow_topic
+from stream.processor import BatchProcessor, InRecord, dead_letter_record
+from stream.serving import ModelHolder, bootstrap_model
+from stream.settings import Settings
+from stream.state import UserState
+from stream.trending import TrendingCounter
+from stream.users_index import UserVectors
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Registers the agent, table, feeds and timers of the worker on a Faust app."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.holder = ModelHolder()
+        self.trending = TrendingCounter(settings.trending_half_life_s)
+        self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history)
+        self.catalog_ready = asyncio.Event()
+        self.users = UserVectors()
+        self.catalog: dict[str, dict[str, Any]] = {}  # every item record seen, by item id
+        self._loading: str | None = None
+
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.events_topic = app.topic(settings.topic(EVENTS), partitions=settings.topic_partitions, **raw)
+        self.recommendations_topic = app.topic(settings.topic(RECOMMENDATIONS),
+                                               partitions=settings.topic_partitions, **raw)
+        self.dead_letter_topic = app.topic(settings.topic(DEAD_LETTER), partitions=settings.topic_partitions, **raw)
+        self.user_state = app.Table(
+            "user-state",
+            partitions=settings.topic_partitions,
+            # Raw UTF-8 keys (the app's default key serializer), as the producer sends
+            # them: Faust's HTTP routing hashes the serialised key, which must land on
+            # the event's partition. Values use the app's default, JSON.
+            key_type=bytes,
+            options={
+                # Faust's default is a 2 GiB LRU block cache per partition database.
+                "block_cache_size": settings.rocksdb_block_cache_bytes,
+                "block_cache_compressed_size": 0,
+                "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+            },
+            help="Per-user history, embedding and counters (stream.state.UserState).",
+        )
+        app.agent(self.events_topic, name="process-events")(self._agent)
+        app.task(self._follow_catalog)
+        app.task(self._follow_model_updates)
+        app.timer(interval=5.0)(self._report_gauges)
+
+    # --- catalogue ---------------------------------------------------------------
+    async def _follow_catalog(self) -> None:
+        await follow_topic(self.settings, self.settings.topic(ITEMS), self._on_items,
+                           on_caught_up=self._on_catalog_loaded)
+
+    async def _on_items(self, items: list[dict[str, Any]]) -> None:
+        valid = [it for it in items if isinstance(it, dict) and isinstance(it.get("item_id"), (str, int))]
+        if len(valid) < len(items):
+            log.warning("ignoring %d catalogue records without an item_id", len(items) - len(valid))
+        for it in valid:
+            self.catalog[str(it["item_id"])] = it
+        model = self.holder.current
+        if model is None:
+            return  # the first model is built from the whole catalogue once it is read
+        added = model.add_items(valid)
+        if added:
+            metrics.INDEX_ITEMS.set(model.n_items)
+            log.info("catalogue items added to the index count=%d total=%d", added, model.n_items)
+
+    async def _on_catalog_loaded(self) -> None:
+        if self.holder.current is None:
+            model = await asyncio.to_thread(bootstrap_model, list(self.catalog.values()))
+            self._serve(model)
+        self.catalog_ready.set()
+
+    # --- model versions ---------------------------------------------------------------
+    async def _follow_model_updates(self) -> None:
+        await self.catalog_ready.wait()
+        await follow_topic(self.settings, self.settings.topic(MODEL_UPDATES), self._on_announcements,
+                           from_beginning=False)
+
+    async def _on_announcements(self, announcements: list[dict[str, Any]]) -> None:
+        latest = announcements[-1]  # only the newest version matters
+        version = str(latest.get("version", ""))
+        current = self.holder.current
+        if not version or (current is not None and current.model_version == version) or version == self._loading:
+            return
+        self._loading = version
+        try:
+            model = await asyncio.to_thread(self._load_version, latest)
+        except Exception as e:  # a bad version must never stop serving the current one
+            metrics.MODEL_SWAPS.labels("rejected").inc()
+            log.error("model version rejected version=%s error=%s", version, e)
+            return
+        finally:
+            self._loading = None
+        self._serve(model)
+
+    def _load_version(self, announcement: dict[str, Any]):
+        """Load and verify an announced version in a thread, with the current catalogue added."""
+        from stream.serving import model_from_artifact
+
+        version = str(announcement["version"])
+        path = self.settings.artifacts_dir / version
+        if not path.is_dir() and announcement.get("path"):
+            path = Path(announcement["path"])
+        started = time.perf_counter()
+        model = model_from_artifact(path)
+        model.add_items(list(self.catalog.values()))
+        log.info("model version loaded version=%s path=%s items=%d seconds=%.2f", version, path,
+                 model.n_items, time.perf_counter() - started)
+        return model
+
+    def _serve(self, model) -> None:
+        previous = self.holder.swap(model)
+        metrics.MODEL_INFO.clear()
+        metrics.MODEL_INFO.labels(model.model_version, model.index_version).set(1)
+        metrics.INDEX_ITEMS.set(model.n_items)
+        metrics.MODEL_SWAPS.labels("ok" if previous is not None else "initial").inc()
+
+    # --- the agent ---------------------------------------------------------------
+    async def _agent(self, stream: faust.StreamT) -> Any:
+        await self.catalog_ready.wait()
+        within = self.settings.batch_within_ms / 1000.0
+        async for events in stream.take_events(self.settings.batch_max_events, within=within):
+            await self._handle_batch(stream, events)
+
+    async def _handle_batch(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
+        records = [
+            InRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
+                     int(e.message.timestamp * 1000))
+            for e in events
+        ]
+        by_offset = {(r.partition, r.offset): e for r, e in zip(records, events)}
+        metrics.EVENTS_CONSUMED.inc(len(records))
+        metrics.BATCH_SIZE.observe(len(records))
+
+        result = self.processor.process(records, self._load_state)
+        now = time.time()
+        for record, reason, detail in result.dead_letters:
+            metrics.EVENTS_REJECTED.labels(reason).inc()
+            log.debug("dead letter reason=%s partition=%d offset=%d", reason, record.partition, record.offset)
+            await self.dead_letter_topic.send(key=record.key, value=dead_letter_record(record, reason, detail,
+                                                                                        int(now * 1000)),
+                                              partition=record.partition)
+        for user_id, update in result.updates.items():
+            # Table writes go to the changelog partition of the "current event": make it this user's record.
+            stream._set_current_event(by_offset[(update.record.partition, update.record.offset)])
+            self.user_state[user_id.encode()] = update.state.to_json()
+            if update.recommendation is not None:
+                update.recommendation["published_ms"] = int(time.time() * 1000)
+                await self.recommendations_topic.send(
+                    key=user_id.encode(), value=json.dumps(update.recommendation, separators=(",", ":")).encode(),
+                    partition=update.record.partition)
+                metrics.RECOMMENDATIONS_PUBLISHED.inc()
+                published = time.time()
+                metrics.FRESHNESS.observe(max(0.0, published - update.event.timestamp_ms / 1000.0))
+                metrics.INGEST_LATENCY.observe(max(0.0, published - update.record.timestamp_ms / 1000.0))
+        with_vectors = [(u, up.state.embedding) for u, up in result.updates.items() if up.state.embedding is not None]
+        if with_vectors:
+            self.users.upsert([u for u, _ in with_vectors], np.stack([v for _, v in with_vectors]))
+        metrics.EVENTS_APPLIED.inc(result.applied)
+        metrics.EVENTS_DUPLICATE.inc(result.duplicates)
+        metrics.ONLINE_TRIALS.inc(result.online_trials)
+        metrics.ONLINE_HITS.inc(result.online_hits)
+        if result.updates:
+            metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
+
+    def similar_users(self, user_id: str, k: int) -> list[tuple[str, float]] | None:
+        """Users nearest to ``user_id``'s current embedding; ``None`` when it has none yet."""
+        state = self._load_state(user_id)
+        if state.embedding is None:
+            return None
+        return self.users.similar(user_id, state.embedding, k)
+
+    def _load_state(self, user_id: str) -> UserState:
+        return UserState.from_json(self.user_state.get(user_id.encode()))
+
+    # --- gauges ------------------------------------------------------------------
+    async def _report_gauges(self) -> None:
+        try:
+            metrics.TABLE_KEYS.set(sum(1 for _ in self.user_state.keys()))
+        except Exception as e:  # the store may be mid-rebalance
+            log.debug("table size unavailable error=%r", e)
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != self.events_topic.get_topic_name():
+                continue
+            highwater = consumer.highwater(tp)
+            position = await consumer.position(tp)
+            if highwater is not None and position is not None:
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))

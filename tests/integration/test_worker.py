@@ -1,0 +1,169 @@
+"""The streaming worker end to end on the real broker: events in, recommendations out."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+
+import pytest
+
+from models.data.synthetic import generate_demo_dataset
+from stream.admin import ensure_topics
+from stream.demo import publish_catalog
+from stream.producer import EventProducer
+from tests.worker_harness import WorkerProcess, recommendations_for, topic_json, wait_for
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def data():
+    return generate_demo_dataset(n_users=30, n_items=80, events_per_user=6, seed=5)
+
+
+@pytest.fixture(scope="module")
+def world(kafka_bootstrap, tmp_path_factory, data):
+    """Topics, the catalogue and one running worker, shared by this module's tests."""
+    import uuid
+
+    from stream.settings import Settings
+    from tests.helpers import free_port
+
+    prefix = f"itw-{uuid.uuid4().hex[:10]}."
+    root = tmp_path_factory.mktemp("worker")
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=4,
+                        data_dir=root / "state", artifacts_dir=root / "artifacts", web_port=free_port(),
+                        app_id=f"streamrec-{prefix.rstrip('.')}", top_k=5)
+    ensure_topics(settings)
+    publish_catalog(settings, data)
+    worker = WorkerProcess(settings, root / "worker.log").start()
+    yield settings, worker
+    worker.stop()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def send(settings, *events) -> None:
+    with EventProducer(settings) as producer:
+        for e in events:
+            producer.send(e)
+
+
+def play(user: str, item: str, seconds: float = 150.0) -> dict:
+    return {"user_id": user, "item_id": item, "event_type": "play", "timestamp_ms": now_ms(), "value": seconds}
+
+
+def test_events_lead_to_fresh_recommendations(world, data):
+    settings, worker = world
+    items = [it["item_id"] for it in data.items]
+    send(settings, play("alice", items[0]), play("alice", items[1]))
+    recs = wait_for(lambda: recommendations_for(settings, "alice"), what="a recommendation for alice")
+    rec = recs[-1]
+    assert set(rec) >= {"user_id", "items", "model_version", "index_version", "event_timestamp_ms",
+                        "published_ms", "source"}
+    assert rec["user_id"] == "alice" and rec["source"] == "personal"
+    assert len(rec["items"]) == 5
+    assert all(set(r) == {"item_id", "score", "reason"} and r["reason"].startswith("because you played")
+               for r in rec["items"])
+    consumed = {items[0], items[1]}
+    assert not consumed & {r["item_id"] for r in rec["items"]}
+
+    first = {r["item_id"] for r in rec["items"]}
+    top = rec["items"][0]["item_id"]
+    send(settings, play("alice", top))
+    newer = wait_for(lambda: [r for r in recommendations_for(settings, "alice")
+                              if r["event_timestamp_ms"] > rec["event_timestamp_ms"]], what="a newer recommendation")
+    assert top not in {r["item_id"] for r in newer[-1]["items"]}
+    assert {r["item_id"] for r in newer[-1]["items"]} != first
+
+
+def test_malformed_events_go_to_dead_letter_and_valid_ones_are_processed(world, data):
+    settings, worker = world
+    item = data.items[3]["item_id"]
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=list(settings.kafka_bootstrap))
+    topic = settings.topic("events")
+    bad = [
+        (b"bob", b"{not json"),
+        (b"bob", json.dumps({"user_id": "bob", "item_id": item}).encode()),
+        (b"bob", json.dumps({"user_id": "bob", "item_id": item, "event_type": "zap", "timestamp_ms": now_ms()}).encode()),
+        (b"bob", json.dumps({"user_id": 7.5, "item_id": item, "event_type": "play", "timestamp_ms": now_ms()}).encode()),
+        (b"bob", json.dumps({"user_id": "bob", "item_id": item, "event_type": "play",
+                             "timestamp_ms": now_ms() + 10 * 86_400_000}).encode()),
+        (b"bob", b"x" * 20_000),
+        (b"bob", json.dumps({"user_id": "bob", "item_id": "nope", "event_type": "play", "timestamp_ms": now_ms()}).encode()),
+    ]
+    producer.send(topic, key=b"bob", value=json.dumps(play("bob", item)).encode())
+    for key, value in bad:
+        producer.send(topic, key=key, value=value)
+    producer.send(topic, key=b"bob", value=json.dumps(play("bob", data.items[4]["item_id"])).encode())
+    producer.flush()
+    producer.close()
+
+    letters = wait_for(lambda: [v for k, v in topic_json(settings, "dead-letter") if k == b"bob"] if len(
+        [1 for k, _ in topic_json(settings, "dead-letter") if k == b"bob"]) >= len(bad) else None,
+        timeout=30, what="dead letters")
+    assert [l["reason"] for l in letters] == ["bad_json", "missing_field", "unknown_event_type", "wrong_type",
+                                              "bad_timestamp", "too_large", "unknown_item"]
+    import base64
+    assert base64.b64decode(letters[0]["value_b64"]) == b"{not json"
+    assert all(l["topic"] == topic and l["offset"] >= 0 for l in letters)
+    state = wait_for(lambda: (lambda s: s if s[0] == 200 and s[1]["history_length"] == 2 else None)(
+        worker.get("/recommendations/bob")), what="bob's two valid events applied")
+    assert state[1]["user_id"] == "bob"
+
+
+def test_http_api_answers_and_rejects_bad_input(world, data):
+    settings, worker = world
+    items = [it["item_id"] for it in data.items]
+    send(settings, play("carol", items[5]), play("dan", items[5]), play("dan", items[6]))
+    wait_for(lambda: recommendations_for(settings, "dan"), what="dan's recommendation")
+
+    status, body = worker.get("/recommendations/carol?k=3")
+    assert status == 200 and len(body["items"]) == 3 and items[5] not in [r["item_id"] for r in body["items"]]
+    status, body = worker.get(f"/items/{items[5]}/similar?k=4")
+    assert status == 200 and len(body["items"]) == 4 and items[5] not in [r["item_id"] for r in body["items"]]
+    topic = next(it["category"] for it in data.items if it["item_id"] == items[5])
+    same = {it["item_id"] for it in data.items if it["category"] == topic}
+    assert body["items"][0]["item_id"] in same
+    status, body = worker.get("/users/carol/similar?k=5")
+    assert status == 200 and "dan" in [u["user_id"] for u in body["users"]]
+
+    assert worker.get("/recommendations/nobody")[0] == 404
+    assert worker.get("/items/nothing/similar")[0] == 404
+    assert worker.get("/users/nobody/similar")[0] == 404
+    for bad in ("?k=0", "?k=-1", "?k=abc", "?k=1000001", f"?k={settings.max_k + 1}"):
+        status, body = worker.get("/recommendations/carol" + bad)
+        assert status == 400 and "k must be" in body["error"], bad
+    status, body = worker.get("/recommendations/" + urllib.parse.quote("x" * 200))
+    assert status == 400
+    status, body = worker.get("/healthz")
+    assert status == 200 and body["model_version"] == "content-v0"
+    status, text = worker.get("/metrics")
+    assert status == 200 and "streamrec_worker_events_consumed_total" in text
+
+
+def test_cold_start_user_and_new_item(world, data):
+    settings, worker = world
+    items = [it["item_id"] for it in data.items]
+    send(settings, {"user_id": "erin", "item_id": items[7], "event_type": "skip", "timestamp_ms": now_ms(),
+                    "value": 2.0})
+    rec = wait_for(lambda: recommendations_for(settings, "erin"), what="erin's recommendation")[-1]
+    assert rec["source"] == "trending" and items[7] not in [r["item_id"] for r in rec["items"]]
+
+    fresh = {"item_id": "fresh-1", "title": "Brand New Jazz", "text": "saxophone swing trio bebop smoky brass blue",
+             "tags": ["jazz"], "category": "jazz", "kind": "track"}
+    from kafka import KafkaProducer
+    producer = KafkaProducer(bootstrap_servers=list(settings.kafka_bootstrap))
+    producer.send(settings.topic("items"), key=b"fresh-1", value=json.dumps(fresh).encode()).get(timeout=10)
+    producer.close()
+    jazz = next(it["item_id"] for it in data.items if it["category"] == "jazz")
+    similar = wait_for(lambda: (lambda s: s[1] if s[0] == 200 and "fresh-1" in [i["item_id"] for i in s[1]["items"]]
+                                else None)(worker.get(f"/items/{jazz}/similar?k=20")), what="fresh item indexed")
+    assert similar
+    send(settings, play("frank", "fresh-1"))
+    assert wait_for(lambda: recommendations_for(settings, "frank"), what="frank's recommendation")
