@@ -11,6 +11,7 @@ two-tower's top-N for a user and the "click" is the user's next item.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,11 +36,19 @@ class ClickRanker(nn.Module):
         if combine not in ("product", "concat"):
             raise ValueError(f"combine must be 'product' or 'concat', got {combine!r}")
         self.combine = combine
-        self.hidden = nn.Linear(dim if combine == "product" else 2 * dim, hidden)
+        n_in = dim if combine == "product" else 2 * dim
+        self.hidden = nn.Linear(n_in, hidden)
         self.out = nn.Linear(hidden, 1)
+        # Per-feature scale of the combined input, set from training data: raw
+        # products of trained embeddings are tiny and would stall the ReLU layer.
+        self.register_buffer("input_scale", torch.ones(n_in))
+
+    def combined(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """The layer's input before scaling: float32 (n, dim) product or (n, 2 dim) concatenation."""
+        return user * item if self.combine == "product" else torch.cat([user, item], dim=-1)
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        x = user * item if self.combine == "product" else torch.cat([user, item], dim=-1)
+        x = self.combined(user, item) * self.input_scale
         return self.out(F.relu(self.hidden(x))).squeeze(-1)
 
     @torch.no_grad()
@@ -54,9 +63,12 @@ class RankerConfig:
     hidden: int = 50
     combine: Literal["product", "concat"] = "product"
     n_candidates: int = 50
-    epochs: int = 20
-    batch_size: int = 1024
-    lr: float = 1e-3
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    holdout: float = 0.2  # share of users held out for early stopping on log-loss
+    patience: int = 3
     seed: int = 0
 
 
@@ -96,22 +108,45 @@ def train_ranker(
     if data.label.sum() == 0 or data.label.sum() == len(data.label):
         raise ValueError("ranker training data needs both clicked and not-clicked rows")
     model = ClickRanker(item_vectors.shape[1], config.hidden, config.combine)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    users = np.unique(data.user)
+    rng = np.random.default_rng(config.seed)
+    held = np.isin(data.user, rng.choice(users, size=int(len(users) * config.holdout), replace=False))
     u = torch.as_tensor(user_vectors[data.user])
     v = torch.as_tensor(item_vectors[data.item])
     y = torch.as_tensor(data.label)
+    fit_rows = torch.as_tensor(np.flatnonzero(~held))
+    val_rows = torch.as_tensor(np.flatnonzero(held))
+    with torch.no_grad():
+        model.input_scale.copy_(1.0 / model.combined(u[fit_rows], v[fit_rows]).std(dim=0).clamp_min(1e-6))
+        # Start at the base click rate, so early steps learn the ranking, not the bias.
+        rate = float(y[fit_rows].mean())
+        model.out.bias.fill_(float(np.log(rate / (1 - rate))))
     gen = torch.Generator().manual_seed(config.seed)
+    best, best_state, bad = float("inf"), copy.deepcopy(model.state_dict()), 0
     for epoch in range(config.epochs):
-        perm = torch.randperm(len(y), generator=gen)
-        total = 0.0
-        for start in range(0, len(y), config.batch_size):
+        model.train()
+        perm = fit_rows[torch.randperm(len(fit_rows), generator=gen)]
+        for start in range(0, len(perm), config.batch_size):
             rows = perm[start : start + config.batch_size]
             loss = F.binary_cross_entropy_with_logits(model(u[rows], v[rows]), y[rows])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(rows)
-        log.debug("ranker_epoch=%d loss=%.4f", epoch, total / len(y))
+        if len(val_rows) == 0:
+            best_state = copy.deepcopy(model.state_dict())
+            continue
+        model.eval()
+        with torch.no_grad():
+            val = float(F.binary_cross_entropy_with_logits(model(u[val_rows], v[val_rows]), y[val_rows]))
+        log.debug("ranker_epoch=%d val_logloss=%.5f", epoch, val)
+        if val < best:
+            best, best_state, bad = val, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    model.load_state_dict(best_state)
     model.eval()
     return model
 
