@@ -207,6 +207,12 @@ class VectorIndex(ABC):
                 return replica.search(q, k)
         return self._search_cpu(q, k, exclude)
 
+    def warm_up(self) -> None:
+        """Build the GPU replica now (no-op on the CPU) so the first search does not pay for it."""
+        if self._device == "gpu":
+            with self._lock.read():
+                self._current_replica()
+
     def _current_replica(self) -> gpu.GpuReplica | None:
         with self._replica_lock:
             if self._replica_stale:

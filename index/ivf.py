@@ -13,6 +13,7 @@ and lose recall (see ``bench/README.md``).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faiss
@@ -24,6 +25,11 @@ from index.errors import InvalidVectors, ManifestError
 from index.flat import exclude_params
 
 __all__ = ["IvfFlatIndex", "IvfPqIndex"]
+
+log = logging.getLogger(__name__)
+
+# faiss's k-means warns below this many training points per centroid.
+_FAISS_MIN_POINTS = 39
 
 
 class IvfFlatIndex(VectorIndex):
@@ -105,6 +111,13 @@ class IvfPqIndex(IvfFlatIndex):
         need = 2**self._config.pq_nbits
         if vectors.shape[0] < need:
             raise InvalidVectors(f"ivfpq with pq_nbits={self._config.pq_nbits} needs at least {need} vectors to train")
+        if vectors.shape[0] < _FAISS_MIN_POINTS * need:
+            # One log line here instead of one faiss stderr warning per sub-quantiser.
+            log.warning(
+                "ivfpq codebooks trained on few points n=%d wanted=%d pq_nbits=%d",
+                vectors.shape[0], _FAISS_MIN_POINTS * need, self._config.pq_nbits,
+            )  # fmt: skip
+            index.pq.cp.min_points_per_centroid = 1
         # Train the coarse quantiser on its own sample first: faiss then skips it in
         # index.train(), and the PQ codebooks train on a smaller sample (their
         # k-means is the slow part of the build).
