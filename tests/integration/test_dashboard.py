@@ -7,12 +7,15 @@ broker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -144,29 +147,40 @@ def test_trainer_panels_name_metrics_the_trainer_exports():
     assert shown == {family.name for family in trainer_metrics.REGISTRY.collect()}, "a trainer metric has no panel"
 
 
-@pytest.fixture(scope="module")
-def live_worker(kafka_bootstrap, tmp_path_factory):
-    """A worker with its topics and a small catalogue, for its /metrics page."""
-    from models.data.synthetic import generate_demo_dataset
+@contextlib.contextmanager
+def worker_with_catalog(kafka_bootstrap: str, root: Path, data, partitions: int = 2, **settings_fields: Any):
+    """Topics of their own, ``data``'s catalogue published and one running worker; topics deleted after.
+
+    Yields ``(settings, worker)``.
+    """
     from stream.admin import delete_topics, ensure_topics, project_topics
     from stream.demo import publish_catalog
     from stream.settings import Settings
     from tests.helpers import free_port
     from tests.worker_harness import WorkerProcess
 
-    prefix = f"itd-{uuid.uuid4().hex[:10]}."
-    root = tmp_path_factory.mktemp("dashboard")
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=2,
+    prefix = f"it{root.name[:4]}-{uuid.uuid4().hex[:10]}."
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=partitions,
                         data_dir=root / "state", artifacts_dir=root / "artifacts", web_port=free_port(),
-                        app_id=f"streamrec-{prefix.rstrip('.')}")
+                        app_id=f"streamrec-{prefix.rstrip('.')}", **settings_fields)
     ensure_topics(settings)
-    publish_catalog(settings, generate_demo_dataset(n_users=5, n_items=24, events_per_user=2, seed=3))
+    publish_catalog(settings, data)
     worker = WorkerProcess(settings, root / "worker.log").start()
     try:
-        yield worker
+        yield settings, worker
     finally:
         worker.stop()
         delete_topics(settings, [t.name for t in project_topics(settings)])
+
+
+@pytest.fixture(scope="module")
+def live_worker(kafka_bootstrap, tmp_path_factory):
+    """A worker with a small catalogue, for its /metrics page."""
+    from models.data.synthetic import generate_demo_dataset
+
+    data = generate_demo_dataset(n_users=5, n_items=24, events_per_user=2, seed=3)
+    with worker_with_catalog(kafka_bootstrap, tmp_path_factory.mktemp("dashboard"), data) as (_, worker):
+        yield worker
 
 
 @pytest.mark.kafka

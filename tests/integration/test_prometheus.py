@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, free_port
-from tests.integration.test_dashboard import concrete, dashboard, metric_names, queries
+from tests.integration.test_dashboard import concrete, dashboard, metric_names, queries, worker_with_catalog
 from tests.worker_harness import wait_for
 
 PROMETHEUS = shutil.which("prometheus")
@@ -141,31 +140,15 @@ class PrometheusProcess:
 def stack(kafka_bootstrap, tmp_path_factory):
     """Topics, a catalogue, one worker and Prometheus scraping it."""
     from models.data.synthetic import generate_demo_dataset
-    from stream.admin import delete_topics, ensure_topics, project_topics
-    from stream.demo import publish_catalog
-    from stream.settings import Settings
-    from tests.worker_harness import WorkerProcess
 
-    prefix = f"itp-{uuid.uuid4().hex[:10]}."
     root = tmp_path_factory.mktemp("prometheus")
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=4,
-                        data_dir=root / "state", artifacts_dir=root / "artifacts", web_port=free_port(),
-                        app_id=f"streamrec-{prefix.rstrip('.')}", top_k=5)
-    ensure_topics(settings)
     data = generate_demo_dataset(n_users=8, n_items=40, events_per_user=2, seed=11)
-    publish_catalog(settings, data)
-    worker = WorkerProcess(settings, root / "worker.log").start()
-    prometheus = PrometheusProcess(scrape_config(settings.web_port), root)
-    try:
-        prometheus.start()
-        yield settings, worker, prometheus, data
-    except BaseException:
-        print(f"--- worker log ---\n{worker.log_tail()}\n--- prometheus log ---\n{prometheus.log_tail()}")
-        raise
-    finally:
-        prometheus.stop()
-        worker.stop()
-        delete_topics(settings, [t.name for t in project_topics(settings)])
+    with worker_with_catalog(kafka_bootstrap, root, data, partitions=4, top_k=5) as (settings, worker):
+        prometheus = PrometheusProcess(scrape_config(settings.web_port), root)
+        try:
+            yield settings, worker, prometheus.start(), data
+        finally:
+            prometheus.stop()
 
 
 def send_round(settings, items: list[str], round_no: int) -> None:
