@@ -91,9 +91,10 @@ class BatchProcessor:
         self.top_k = top_k
         self.max_history = max_history
 
-    def process(self, records: list[InRecord], load_state: Callable[[str], UserState],
+    def process(self, records: list[InRecord], load_state: Callable[[str, InRecord], UserState],
                 now_ms: int | None = None) -> BatchResult:
-        """Process one batch in order. ``load_state(user_id)`` returns the stored state."""
+        """Process one batch in order. ``load_state(user_id, record)`` returns the stored state
+        (``record`` is the user's first record of the batch: it names the partition)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         result = BatchResult()
         model = self.holder.current  # one version for the whole batch
@@ -115,7 +116,7 @@ class BatchProcessor:
                                             "catalogue (publish it to the items topic first)"))
                 continue
             update = result.updates.get(event.user_id)
-            state = update.state if update else load_state(event.user_id)
+            state = update.state if update else load_state(event.user_id, record)
             if not apply_event(state, event.item_id, event.event_type, event.timestamp_ms, event.value,
                                record.offset, self.max_history):
                 result.duplicates += 1

@@ -150,6 +150,7 @@ def register_views(app: faust.App, worker: Worker) -> None:
             ready = model is not None and worker.catalog_ready.is_set()
             return self.json({
                 "status": "ok" if ready else "starting",
+                "partitions": worker.assigned_partitions(),
                 "model_version": model.model_version if model else None,
                 "index_version": model.index_version if model else None,
                 "items": model.n_items if model else 0,

@@ -15,11 +15,13 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 import faust
 import numpy as np
+from faust.streams import _current_event  # see _as_current
 
 from stream import metrics
 from stream.admin import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
@@ -32,6 +34,19 @@ from stream.trending import TrendingCounter
 from stream.users_index import UserVectors
 
 log = logging.getLogger(__name__)
+
+
+def _as_current(event: faust.EventT) -> None:
+    """Make ``event`` the "current event" for the next table operation.
+
+    Faust's RocksDB store reads and writes the partition database, and the
+    changelog partition, of the current event; in a micro-batch that must be
+    the user's own record, not the batch's last. Only the context variable is
+    set: ``Stream._set_current_event`` would also change what ``take_events``
+    buffers next, duplicating one event and dropping another. Call it right
+    before the (synchronous) table operation, with no ``await`` between.
+    """
+    _current_event.set(weakref.ref(event))
 
 
 class Worker:
@@ -160,7 +175,11 @@ class Worker:
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
 
-        result = self.processor.process(records, self._load_state)
+        def load_state(user_id: str, record: InRecord) -> UserState:
+            _as_current(by_offset[(record.partition, record.offset)])
+            return self._load_state(user_id)
+
+        result = self.processor.process(records, load_state)
         now = time.time()
         for record, reason, detail in result.dead_letters:
             metrics.EVENTS_REJECTED.labels(reason).inc()
@@ -169,8 +188,7 @@ class Worker:
                                                                                         int(now * 1000)),
                                               partition=record.partition)
         for user_id, update in result.updates.items():
-            # Table writes go to the changelog partition of the "current event": make it this user's record.
-            stream._set_current_event(by_offset[(update.record.partition, update.record.offset)])
+            _as_current(by_offset[(update.record.partition, update.record.offset)])
             self.user_state[user_id.encode()] = update.state.to_json()
             if update.recommendation is not None:
                 update.recommendation["published_ms"] = int(time.time() * 1000)
@@ -190,6 +208,11 @@ class Worker:
         metrics.ONLINE_HITS.inc(result.online_hits)
         if result.updates:
             metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
+
+    def assigned_partitions(self) -> list[int]:
+        """The events-topic partitions this worker owns now."""
+        name = self.events_topic.get_topic_name()
+        return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == name)
 
     def similar_users(self, user_id: str, k: int) -> list[tuple[str, float]] | None:
         """Users nearest to ``user_id``'s current embedding; ``None`` when it has none yet."""

@@ -26,7 +26,7 @@ def processor(data):
 
 
 class Store(dict):
-    def load(self, user_id: str) -> UserState:
+    def load(self, user_id: str, record: InRecord | None = None) -> UserState:
         return UserState.from_json(self.get(user_id))
 
 
