@@ -154,6 +154,7 @@ def stack(kafka_bootstrap, tmp_path_factory):
 def send_round(settings, items: list[str], round_no: int) -> None:
     from kafka import KafkaProducer
 
+    from stream.kafka_config import kafka_python_options
     from stream.producer import EventProducer
 
     now = int(time.time() * 1000)
@@ -161,7 +162,7 @@ def send_round(settings, items: list[str], round_no: int) -> None:
         for i in range(VALID_PER_ROUND):
             producer.send({"user_id": f"u{i % 6}", "item_id": items[(i * 7 + round_no) % len(items)],
                            "event_type": "play", "timestamp_ms": now + i, "value": 120.0})
-    raw = KafkaProducer(bootstrap_servers=list(settings.kafka_bootstrap))
+    raw = KafkaProducer(**kafka_python_options(settings))  # no validation: these records are invalid on purpose
     try:
         for values in BAD.values():
             for value in values:
