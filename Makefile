@@ -18,7 +18,7 @@ TEST_KAFKA_PORT ?= 19092
 TEST_KAFKA_DATA ?= $(HOME)/.cache/streamrec/test-broker
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test broker-start broker-stop broker-status bench-quick clean
+.PHONY: help install deploy-tools demo test broker-start broker-stop broker-status clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -35,6 +35,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install streamrec with its dependencies
 
+deploy-tools:  ## Debian's prometheus/promtool and docker-compose for the deployment tests (they skip without them)
+	@deploy/prometheus/install.sh
+
 broker-start:  ## start the local Kafka broker (127.0.0.1:9092)
 	$(KAFKA) start
 
@@ -44,14 +47,14 @@ broker-stop:  ## stop the local Kafka broker
 broker-status:
 	$(KAFKA) status
 
-demo: install  ## the main job on the generated data set, against the local broker
+demo: install  ## the main job: a live worker, a trained model and fresh recommendations, on the local broker
 	@started=0; \
 	if ! $(KAFKA) status >/dev/null 2>&1; then $(KAFKA) start; started=1; fi; \
 	rc=0; STREAMREC_KAFKA_BOOTSTRAP=127.0.0.1:$${STREAMREC_KAFKA_PORT:-9092} $(VENV)/bin/streamrec demo || rc=$$?; \
 	echo "broker still running on 127.0.0.1:$${STREAMREC_KAFKA_PORT:-9092}: 'make broker-stop' stops it"; \
 	exit $$rc
 
-test: install  ## every test, against a broker started (and stopped) for the run
+test: install deploy-tools  ## every test, against a broker started (and stopped) for the run
 	@export STREAMREC_KAFKA_PORT=$(TEST_KAFKA_PORT) STREAMREC_KAFKA_DATA_DIR=$(TEST_KAFKA_DATA); \
 	started=0; \
 	if ! $(KAFKA) status >/dev/null 2>&1; then $(KAFKA) start; started=1; fi; \

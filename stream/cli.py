@@ -16,9 +16,15 @@ def main() -> None:
     """Entry point of the ``streamrec`` console script."""
     try:
         from stream.app import app
+        from stream.settings import get_settings
+
+        level = get_settings().log_level.lower()
     except ConfigError as e:
         print(f"streamrec: {e}", file=sys.stderr)
         sys.exit(2)
+    # Faust configures logging from --loglevel; STREAMREC_LOG_LEVEL is its default.
+    if len(sys.argv) > 1 and sys.argv[1] == "worker" and not {"-l", "--loglevel"} & set(sys.argv):
+        sys.argv += ["--loglevel", level]
     import stream.commands  # noqa: F401  (registers the project's commands on Faust's CLI)
 
     app.main()

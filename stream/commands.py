@@ -105,19 +105,18 @@ async def replay(self: AppCommand, file: Path, rate: float | None, rebase: bool,
     option("--items", type=click.IntRange(min=12), default=200, show_default=True),
     option("--events-per-user", type=click.IntRange(min=1), default=30, show_default=True),
     option("--seed", type=int, default=7, show_default=True),
+    option("--epochs", type=click.IntRange(min=1), default=8, show_default=True,
+           help="Most training epochs of the demo's two-tower model."),
 )
-async def demo(self: AppCommand, users: int, items: int, events_per_user: int, seed: int) -> None:
-    """Run the main job on the generated data set against the configured broker."""
-    from stream.demo import run_demo
+async def demo(self: AppCommand, users: int, items: int, events_per_user: int, seed: int, epochs: int) -> None:
+    """The main job: events through Kafka, a live worker, a trained model, fresh recommendations."""
+    from stream.live_demo import run_live_demo
 
     settings = get_settings()
-    _echo(f"streamrec demo against {', '.join(settings.kafka_bootstrap)} "
-          f"(topic prefix {settings.topic_prefix!r})")
-    # run_demo drives its own asyncio loop (aiokafka) around blocking kafka-python calls.
-    report = await asyncio.to_thread(run_demo, settings, n_users=users, n_items=items,
-                                     events_per_user=events_per_user, seed=seed)
-    for line in report.lines():
-        _echo("  " + line)
+    _echo(f"streamrec demo against {', '.join(settings.kafka_bootstrap)}")
+    # The demo drives its own asyncio loops (aiokafka) and blocking clients: run it in a thread.
+    await asyncio.to_thread(run_live_demo, settings, _echo, n_users=users, n_items=items,
+                            events_per_user=events_per_user, seed=seed, epochs=epochs)
 
 
 def parse_duration(text: str) -> float:

@@ -65,3 +65,14 @@ INDEX_ITEMS = Gauge("streamrec_worker_index_items", "Items in the served index."
 MODEL_SWAPS = Counter(
     "streamrec_worker_model_swaps_total", "Model and index version changes, by result.", [RESULT],
     registry=REGISTRY)
+
+
+def declare_label_values() -> None:
+    """Create the known label values at 0, so rate() sees the first increment of each."""
+    from stream.events import REASONS
+    from stream.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM
+
+    for reason in (*REASONS, UNKNOWN_ITEM, KEY_MISMATCH, NO_MODEL):
+        EVENTS_REJECTED.labels(reason)
+    for result in ("initial", "ok", "rejected"):
+        MODEL_SWAPS.labels(result)

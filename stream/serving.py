@@ -230,11 +230,13 @@ def model_from_artifact(path: str | Path, index_config: IndexConfig | None = Non
         index_version = f"{loaded.manifest['version']}-built"
 
     def encode_users(positions: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
-        out = np.full((len(positions), vectors.shape[1]), np.nan, dtype=np.float32)
-        for row, (p, w) in enumerate(zip(positions, weights)):
-            keep = w > 0  # the towers learn from positives; skips only exclude items
-            if keep.any():
-                out[row] = loaded.encode_user(p[keep], w[keep])
+        # The towers learn from positives (skips only exclude items); one batched
+        # forward pass for the whole micro-batch.
+        histories = [p[w > 0] for p, w in zip(positions, weights)]
+        out = np.full((len(histories), vectors.shape[1]), np.nan, dtype=np.float32)
+        rows = [r for r, h in enumerate(histories) if len(h)]
+        if rows:
+            out[rows] = loaded.model.user_vectors([histories[r] for r in rows])
         return out
 
     return ServingModel(

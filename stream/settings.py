@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+    web_bind: str | None = Field(default=None, description="Address the HTTP server binds (default: web_host).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rocksdb_block_cache_bytes: int = Field(
         default=64 * 1024**2, ge=1024**2,

@@ -14,6 +14,8 @@ RUNS = Counter("streamrec_trainer_runs_total", "Trainer runs, by result (publish
                [RESULT], registry=REGISTRY)
 RUN_SECONDS = Histogram("streamrec_trainer_run_seconds", "Duration of one trainer run.",
                         buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 2400, 3600), registry=REGISTRY)
+for _result in ("published", "rejected", "skipped", "failed"):
+    RUNS.labels(_result)  # known label values exist at 0, so rate() sees their first increment
 LAST_RUN = Gauge("streamrec_trainer_last_run_timestamp_seconds", "When the last run ended (Unix time).",
                  registry=REGISTRY)
 LAST_PUBLISH = Gauge("streamrec_trainer_last_publish_timestamp_seconds",

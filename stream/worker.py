@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 import numpy as np
+import torch
 from faust.streams import _current_event  # see _as_current
 
 from stream import metrics
@@ -55,6 +56,10 @@ class Worker:
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        # Small per-batch forward passes run on the event loop: one intra-op thread
+        # avoids oversubscribing the cores that Kafka I/O and FAISS also need.
+        torch.set_num_threads(1)
+        metrics.declare_label_values()
         self.holder = ModelHolder()
         self.trending = TrendingCounter(settings.trending_half_life_s)
         self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history)
@@ -231,6 +236,7 @@ class Worker:
         except Exception as e:  # the store may be mid-rebalance
             log.debug("table size unavailable error=%r", e)
         consumer = self.app.consumer
+        metrics.CONSUMER_LAG.clear()  # partitions moved to another worker must not linger
         for tp in consumer.assignment():
             if tp.topic != self.events_topic.get_topic_name():
                 continue

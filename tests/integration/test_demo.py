@@ -22,3 +22,17 @@ def test_demo_produces_and_reads_back_everything(settings):
     assert set(again.topics.values()) == {"exists"}
     text = "\n".join(report.lines())
     assert "per-user order preserved: yes" in text
+
+
+def test_live_demo_shows_recommendations_that_follow_new_events(settings):
+    from stream.live_demo import run_live_demo
+
+    lines: list[str] = []
+    result = run_live_demo(settings, lines.append, n_users=60, n_items=60, events_per_user=12, epochs=2)
+    assert result.model_version.startswith("v")  # a trained version was published and swapped in
+    for user, items in result.after.items():
+        assert items and items != result.before[user]
+        assert not set(result.new_events[user]) & {r["item_id"] for r in items}  # just played: excluded
+        assert any("because you played" in r["reason"] for r in items)
+    text = "\n".join(lines)
+    assert "swapped to" in text and "metrics: http://" in text
