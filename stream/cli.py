@@ -18,7 +18,8 @@ def main() -> None:
         from stream.app import app
         from stream.settings import get_settings
 
-        level = get_settings().log_level.lower()
+        # Faust's names for the levels.
+        level = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error"}[get_settings().log_level]
     except ConfigError as e:
         print(f"streamrec: {e}", file=sys.stderr)
         sys.exit(2)

@@ -9,15 +9,8 @@ then prints a few users' recommendations before and after new events.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +19,7 @@ from models.data.synthetic import generate_demo_dataset
 from models.train.config import TrainConfig
 from stream.admin import delete_topics, project_topics
 from stream.demo import run_demo
+from stream.local_worker import LocalWorker
 from stream.producer import EventProducer
 from stream.settings import Settings
 from stream.trainer import train_once
@@ -48,14 +42,6 @@ def demo_settings(settings: Settings) -> Settings:
     return Settings(**{**settings.model_dump(), "topic_prefix": f"{settings.topic_prefix}demo.",
                        "app_id": f"{settings.app_id}-demo", "data_dir": root / "state",
                        "artifacts_dir": root / "artifacts"})
-
-
-def _get(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -91,22 +77,14 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
     data = generate_demo_dataset(n_users=n_users, n_items=n_items, events_per_user=events_per_user, seed=seed)
     titles = {it["item_id"]: it["title"] for it in data.items}
 
-    env = {**os.environ, **{f"STREAMREC_{k.upper()}": (",".join(v) if isinstance(v, tuple) else str(v))
-                            for k, v in s.model_dump().items() if v is not None and not hasattr(v, "get_secret_value")}}
-    for key in ("kafka_sasl_password", "kafka_ssl_key_password"):
-        secret = getattr(s, key)
-        if secret is not None:
-            env[f"STREAMREC_{key.upper()}"] = secret.get_secret_value()
     log_path = s.data_dir.parent / "worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    url = f"http://{s.web_host}:{s.web_port}"
-    worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"], env=env,
-                              stdout=log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    worker = LocalWorker(s, log_path)
+    url = worker.url
     try:
-        _wait(lambda: worker.poll() is None and _get(f"{url}/healthz")[0] == 200, 120, "the worker to start")
-        echo(f"worker started (pid {worker.pid}, log {log_path}); catching up with the history...")
+        worker.start()
+        echo(f"worker started (pid {worker.proc.pid}, log {log_path}); catching up with the history...")
         last_user = data.events[-1]["user_id"]
-        _wait(lambda: _get(f"{url}/recommendations/{last_user}")[0] == 200, 180, "the history to be applied")
+        _wait(lambda: worker.get(f"/recommendations/{last_user}")[0] == 200, 180, "the history to be applied")
 
         echo("training a two-tower model (SASRec user tower, TF-IDF item content) on a snapshot of the topics...")
         config = TrainConfig(tower="sasrec", dim=48, epochs=epochs, patience=3, loss="full_softmax",
@@ -114,12 +92,12 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
         run = train_once(s, config, margin=1.0)
         echo(f"  {run.summary()}")
         if run.published:
-            _wait(lambda: _get(f"{url}/healthz")[1].get("model_version") == run.version, 120, "the hot swap")
+            _wait(lambda: worker.get(f"/healthz")[1].get("model_version") == run.version, 120, "the hot swap")
             echo(f"  the worker swapped to {run.version} without stopping")
-        version = _get(f"{url}/healthz")[1].get("model_version")
+        version = worker.get(f"/healthz")[1].get("model_version")
 
         users = [data.user_ids[i] for i in (0, 1, 2)]
-        before = {u: _get(f"{url}/recommendations/{u}?k=5")[1]["items"] for u in users}
+        before = {u: worker.get(f"/recommendations/{u}?k=5")[1]["items"] for u in users}
         before_history = {u: [e for e in data.events if e["user_id"] == u] for u in users}
         # New tastes: each user plays three items of a topic they have not touched.
         new_events: dict[str, list[str]] = {}
@@ -137,7 +115,7 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
                                    "timestamp_ms": int(time.time() * 1000), "value": 200.0})
 
         def changed(u: str) -> list[dict[str, Any]] | None:
-            status, body = _get(f"{url}/recommendations/{u}?k=5")
+            status, body = worker.get(f"/recommendations/{u}?k=5")
             return body["items"] if status == 200 and body["history_length"] > len(before_history[u]) else None
 
         after = {u: _wait(lambda u=u: changed(u), 30, f"{u}'s new recommendation") for u in users}
@@ -152,9 +130,4 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
              f"{url}/items/{data.items[0]['item_id']}/similar  {url}/users/{users[0]}/similar")
         return LiveDemoResult(version, before, after, new_events, f"{url}/metrics")
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        worker.stop()

@@ -24,6 +24,7 @@ class TrendingCounter:
         # score(t) = stored * exp(-rate * (t - ref)).
         self._ref_ms: int | None = None
         self._scores: dict[str, float] = {}
+        self._ranked: list[tuple[str, float]] | None = None  # best first; reset by add()
 
     def add(self, item_id: str, timestamp_ms: int, weight: float = 1.0) -> None:
         if weight <= 0:
@@ -35,6 +36,7 @@ class TrendingCounter:
             self._rebase(timestamp_ms)
             exponent = 0.0
         self._scores[item_id] = self._scores.get(item_id, 0.0) + weight * math.exp(exponent)
+        self._ranked = None
         if len(self._scores) > self._max_items:
             keep = heapq.nlargest(self._max_items // 2, self._scores.items(), key=lambda kv: kv[1])
             self._scores = dict(keep)
@@ -47,8 +49,11 @@ class TrendingCounter:
 
     def top(self, k: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, float]]:
         """The ``k`` items with the highest decayed counts, ``exclude`` left out; scores relative."""
-        best = heapq.nlargest(k + len(exclude), self._scores.items(), key=lambda kv: kv[1])
-        out = [(item, score) for item, score in best if item not in exclude][:k]
+        # Ranked once after a change and reused: a batch adds first, then asks many times.
+        if self._ranked is None or len(self._ranked) < min(len(self._scores), k + len(exclude)):
+            depth = max(256, 4 * (k + len(exclude)))
+            self._ranked = heapq.nlargest(depth, self._scores.items(), key=lambda kv: kv[1])
+        out = [(item, score) for item, score in self._ranked if item not in exclude][:k]
         if not out:
             return []
         scale = out[0][1]

@@ -19,6 +19,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import faiss
 import faust
 import numpy as np
 import torch
@@ -59,6 +60,7 @@ class Worker:
         # Small per-batch forward passes run on the event loop: one intra-op thread
         # avoids oversubscribing the cores that Kafka I/O and FAISS also need.
         torch.set_num_threads(1)
+        faiss.omp_set_num_threads(1)  # OpenMP threads spinning on a busy 2-core box cost 10x per search
         metrics.declare_label_values()
         self.holder = ModelHolder()
         self.trending = TrendingCounter(settings.trending_half_life_s)

@@ -1,0 +1,120 @@
+"""Freshness: time from an event being produced to its recommendation being published, at a fixed rate.
+
+A worker runs; a producer sends events at ``--rate`` per second (timestamped
+at send time) for ``--seconds``; a consumer of the recommendations topic
+matches each recommendation to its triggering event. Reported: p50/p95/p99 of
+(``published_ms`` - event timestamp), the worker-side freshness, and of the
+time until the recommendation reached the consumer (end to end).
+
+    python bench/freshness.py [--quick] [--rate 1000] [--seconds 30] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from aiokafka import AIOKafkaConsumer  # noqa: E402
+
+from bench._stream_common import bench_settings, machine, start_worker, write_json  # noqa: E402
+from models.data.synthetic import generate_demo_dataset  # noqa: E402
+from stream.demo import publish_catalog  # noqa: E402
+from stream.kafka_config import aiokafka_options  # noqa: E402
+from stream.producer import EventProducer  # noqa: E402
+
+
+async def collect(settings, stop: threading.Event, out: list[tuple[dict, float]]) -> None:
+    consumer = AIOKafkaConsumer(settings.topic("recommendations"), **aiokafka_options(settings), group_id=None,
+                                auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.time() * 1000
+            for messages in batch.values():
+                out.extend((json.loads(m.value), now) for m in messages)
+    finally:
+        await consumer.stop()
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {f"p{q}_ms": round(float(np.percentile(a, q)), 2) for q in (50, 95, 99)} | {
+        "max_ms": round(float(a.max()), 2), "mean_ms": round(float(a.mean()), 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap server(s).")
+    parser.add_argument("--rate", type=float, default=1000.0, help="Offered events per second.")
+    parser.add_argument("--seconds", type=float, default=30.0, help="How long to offer them.")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="A short form: 8 seconds.")
+    parser.add_argument("--out", help="Write the figures as JSON here.")
+    args = parser.parse_args(argv)
+    seconds = 8.0 if args.quick else args.seconds
+
+    root = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
+    settings = bench_settings(args.bootstrap, root, args.partitions)
+    data = generate_demo_dataset(n_users=2000, n_items=2000, events_per_user=5, seed=2)
+    publish_catalog(settings, data)
+    worker = start_worker(settings, root)
+    received: list[tuple[dict, float]] = []
+    stop = threading.Event()
+    collector = threading.Thread(target=lambda: asyncio.run(collect(settings, stop, received)))
+    collector.start()
+    time.sleep(2.0)  # the collector is assigned and positioned at the end
+    try:
+        n = int(args.rate * seconds)
+        events = [{**e, "timestamp_ms": 0} for e in data.events[:n]]
+        rng = np.random.default_rng(0)
+        users = [data.user_ids[i] for i in rng.integers(0, len(data.user_ids), n)]
+        with EventProducer(settings) as producer:
+            started = time.perf_counter()
+            for i, (e, u) in enumerate(zip(events, users)):
+                delay = started + i / args.rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                producer.send({**e, "user_id": u, "timestamp_ms": int(time.time() * 1000)})
+            producer.flush()
+            offered = n / (time.perf_counter() - started)
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        collector.join()
+        worker.stop()
+    worker_side = [r["published_ms"] - r["event_timestamp_ms"] for r, _ in received]
+    end_to_end = [seen - r["event_timestamp_ms"] for r, seen in received]
+    result = {
+        "machine": machine(),
+        "rate": args.rate,
+        "offered_rate": round(offered, 1),
+        "seconds": seconds,
+        "events": n,
+        "recommendations": len(received),
+        "settings": {k: getattr(settings, k) for k in ("batch_max_events", "batch_within_ms", "producer_linger_ms",
+                                                         "topic_partitions", "processing_guarantee")},
+        **percentiles(worker_side),
+        "end_to_end": percentiles(end_to_end),
+    }
+    print(f"\n{'':<34}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    print(f"{'event -> recommendation published':<34}{result['p50_ms']:>9}{result['p95_ms']:>9}{result['p99_ms']:>9}")
+    e2e = result["end_to_end"]
+    print(f"{'event -> recommendation consumed':<34}{e2e['p50_ms']:>9}{e2e['p95_ms']:>9}{e2e['p99_ms']:>9}")
+    print(f"offered {offered:,.0f} events/s for {seconds:.0f}s; {len(received)} recommendations "
+          f"({result['machine']['cores']} cores, {result['machine']['cpu']})")
+    write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Events per second through the whole worker path, beside a bare aiokafka consumer, in one run.
+
+A topic is pre-filled with N generated events (200,000 by default); then a
+bare aiokafka consumer reads it end to end (no processing: the ceiling), and a
+``streamrec worker`` processes it (validation, RocksDB state, user vectors,
+batched FAISS search, one recommendation published per user per batch).
+
+    python bench/stream_throughput.py [--quick] [--events N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
+
+from bench._stream_common import bench_settings, machine, start_worker, wait_metric, write_json  # noqa: E402
+from models.data.synthetic import generate_demo_dataset  # noqa: E402
+from stream.demo import publish_catalog  # noqa: E402
+from stream.kafka_config import aiokafka_options  # noqa: E402
+from stream.producer import EventProducer  # noqa: E402
+
+
+async def bare_consumer_rate(settings, topic: str, total: int) -> float:
+    """Events per second of an aiokafka consumer that only reads ``topic`` to the end."""
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(partitions)
+        begins = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, begins[tp])
+        seen, started = 0, time.perf_counter()
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            seen += sum(len(v) for v in batch.values())
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap server(s).")
+    parser.add_argument("--events", type=int, default=200_000, help="Events in the pre-filled topic.")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="A short form: 20,000 events.")
+    parser.add_argument("--out", help="Write the figures as JSON here.")
+    args = parser.parse_args(argv)
+    n = 20_000 if args.quick else args.events
+
+    root = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
+    settings = bench_settings(args.bootstrap, root, args.partitions, batch_max_events=2000)
+    n_users = max(10, n // 40)
+    data = generate_demo_dataset(n_users=n_users, n_items=2000, events_per_user=n // n_users + 10, seed=1)
+    events = data.events[:n]
+    publish_catalog(settings, data)
+    with EventProducer(settings, linger_ms=20, batch_size=256 * 1024) as producer:
+        report = producer.send_many(events, total=len(events), progress=True)
+    print(f"pre-filled {settings.topic('events')} with {report.sent} events ({report.rate:,.0f}/s)")
+
+    bare = asyncio.run(bare_consumer_rate(settings, settings.topic("events"), report.sent))
+    worker = start_worker(settings, root)
+    try:
+        first = wait_metric(worker, "streamrec_worker_events_consumed_total", 1, 120)
+        done = wait_metric(worker, "streamrec_worker_events_consumed_total", report.sent, 1800)
+        wait_metric(worker, "streamrec_worker_events_applied_total", report.sent, 60)
+        published = worker.metric("streamrec_worker_recommendations_published_total")
+    finally:
+        worker.stop()
+    rate = report.sent / (done - first)
+    result = {
+        "machine": machine(),
+        "events": report.sent,
+        "users": n_users,
+        "items": len(data.items),
+        "partitions": args.partitions,
+        "model": "content-v0 (flat index, recency-weighted mean user vectors)",
+        "recommendations_published": published,
+        "streamrec_events_per_s": round(rate, 1),
+        "bare_consumer_events_per_s": round(bare, 1),
+        "ratio": round(rate / bare, 4),
+    }
+    print(f"\n{'path':<28}{'events/s':>12}")
+    print(f"{'bare aiokafka consumer':<28}{bare:>12,.0f}")
+    print(f"{'streamrec worker':<28}{rate:>12,.0f}")
+    print(f"ratio {result['ratio']:.3f}; {published:.0f} recommendations for {report.sent} events "
+          f"({result['machine']['cores']} cores, {result['machine']['cpu']})")
+    write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
