@@ -92,3 +92,22 @@ def test_replay_file_with_bad_lines(settings, tmp_path):
 def test_replay_missing_file_is_a_usage_error(settings, tmp_path):
     out = run(settings, "replay", str(tmp_path / "nope.jsonl"))
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_evaluate_command_writes_table_json_and_chart(shared_data, tmp_path):
+    out = tmp_path / "report.json"
+    env = {**os.environ, "STREAMREC_DATA_DIR": str(shared_data)}
+    result = subprocess.run([str(STREAMREC), "evaluate", "--data", "ml-100k", "--models", "pop,itemknn",
+                             "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| pop | baseline |" in result.stdout and "| itemknn | baseline |" in result.stdout
+    report = json.loads(out.read_text())
+    assert "full ranking" in report["protocol"]["ranking"]
+    for name in ("pop", "itemknn"):
+        assert set(report["models"][name]) >= {"kind", "ndcg@10", "hr@10", "recall@10", "mrr@10", "coverage",
+                                               "train_s"}
+    assert report["models"]["itemknn"]["ndcg@10"] > report["models"]["pop"]["ndcg@10"]
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    bad = subprocess.run([str(STREAMREC), "evaluate", "--models", "nope"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode != 0 and "unknown model(s) nope" in bad.stderr
