@@ -57,13 +57,12 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for ``aiokafka.AIOKafkaConsumer`` / ``AIOKafkaProducer``."""
+def _common_options(settings: Settings) -> dict[str, Any]:
+    """What aiokafka and kafka-python take under the same names."""
     options: dict[str, Any] = {
         "bootstrap_servers": list(settings.kafka_bootstrap),
         "client_id": settings.kafka_client_id,
         "security_protocol": settings.kafka_security_protocol,
-        "ssl_context": ssl_context(settings),
     }
     if settings.uses_sasl:
         options |= {
@@ -74,20 +73,15 @@ def aiokafka_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``aiokafka.AIOKafkaConsumer`` / ``AIOKafkaProducer``."""
+    return {**_common_options(settings), "ssl_context": ssl_context(settings)}
+
+
 def kafka_python_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's ``KafkaProducer``, ``KafkaConsumer`` and ``KafkaAdminClient``."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": list(settings.kafka_bootstrap),
-        "client_id": settings.kafka_client_id,
-        "security_protocol": settings.kafka_security_protocol,
-    }
+    options = _common_options(settings)
     context = ssl_context(settings)
     if context is not None:
         options["ssl_context"] = context
-    if settings.uses_sasl:
-        options |= {
-            "sasl_mechanism": settings.kafka_sasl_mechanism,
-            "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": _sasl_password(settings),
-        }
     return options
