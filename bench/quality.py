@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import models.train.recommender  # noqa: E402,F401  (registers two_tower_{mean,gru,cnn,sasrec} for "all")
 from models.data.dataset import load_dataset  # noqa: E402
 from models.evaluate.registry import available_models  # noqa: E402
 from models.evaluate.report import load_split, run_report  # noqa: E402
@@ -32,7 +33,8 @@ log = logging.getLogger("bench.quality")
 
 DEFAULT_DATA = ("ml-1m", "ml-100k")
 QUICK_USERS = 150
-QUICK_MODEL_OPTIONS = {"bpr": {"iterations": 10}, "als": {"iterations": 3}}
+QUICK_MODEL_OPTIONS = {"bpr": {"iterations": 10}, "als": {"iterations": 3},
+                       **{f"two_tower_{t}": {"epochs": 2, "patience": 1} for t in ("mean", "gru", "cnn", "sasrec")}}
 
 
 def run(
