@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(2.0)  # the collector is assigned and positioned at the end
     try:
         n = int(args.rate * seconds)
-        events = [{**e, "timestamp_ms": 0} for e in data.events[:n]]
+        events = [data.events[i % len(data.events)] for i in range(n)]
         rng = np.random.default_rng(0)
         users = [data.user_ids[i] for i in rng.integers(0, len(data.user_ids), n)]
         with EventProducer(settings) as producer:
