@@ -44,9 +44,11 @@ async def create_topics(self: AppCommand) -> None:
            help="Events per second (default: as fast as possible)."),
     option("--catalog/--no-catalog", default=True, show_default=True,
            help="Also publish the catalogue to the items topic."),
+    option("--rebase/--no-rebase", default=True, show_default=True,
+           help="Shift the generated timestamps so the last event happens now (gaps kept)."),
 )
 async def produce(self: AppCommand, n_events: int, users: int | None, items: int, seed: int,
-                  rate: float | None, catalog: bool) -> None:
+                  rate: float | None, catalog: bool, rebase: bool) -> None:
     """Send N events from the generated data set to the events topic."""
     from models.data.synthetic import generate_demo_dataset
     from stream.admin import ensure_topics
@@ -63,6 +65,9 @@ async def produce(self: AppCommand, n_events: int, users: int | None, items: int
             break
         per_user *= 2
     events = dataset.events[:n_events]
+    if rebase and events:
+        shift = int(time.time() * 1000) - events[-1]["timestamp_ms"]
+        events = [{**e, "timestamp_ms": e["timestamp_ms"] + shift} for e in events]
     if catalog:
         _echo(f"published {publish_catalog(settings, dataset)} items to {settings.topic('items')}")
     with EventProducer(settings) as producer:
