@@ -147,6 +147,8 @@ _TRAIN_OPTIONS = (
     option("--margin", type=click.FloatRange(min=0), default=0.005, show_default=True,
            help="Publish unless NDCG@10 is worse than the served version's by more than this."),
     option("--publish/--no-publish", default=True, show_default=True),
+    option("--warm-start/--retrain", "warm_start", default=True, show_default=True,
+           help="Start from the served version's weights when its towers have the same shape."),
 )
 
 
@@ -158,12 +160,13 @@ def _train_config(tower: str, epochs: int, content: str):
 
 
 @app.command(*_TRAIN_OPTIONS)
-async def train(self: AppCommand, tower: str, epochs: int, content: str, margin: float, publish: bool) -> None:
+async def train(self: AppCommand, tower: str, epochs: int, content: str, margin: float, publish: bool,
+                warm_start: bool) -> None:
     """Train once on a snapshot of the topics; publish the version if it is not worse."""
     from stream.trainer import train_once
 
     run = await asyncio.to_thread(train_once, get_settings(), _train_config(tower, epochs, content), margin,
-                                  publish=publish)
+                                  publish=publish, warm_start=warm_start)
     _echo(run.summary())
 
 
@@ -173,7 +176,7 @@ async def train(self: AppCommand, tower: str, epochs: int, content: str, margin:
     *_TRAIN_OPTIONS,
 )
 async def trainer(self: AppCommand, every: str, runs: int | None, tower: str, epochs: int, content: str,
-                  margin: float, publish: bool) -> None:
+                  margin: float, publish: bool, warm_start: bool) -> None:
     """Train periodically (streamrec trainer --every 10m); each run as `streamrec train`."""
     from stream.trainer import train_once
 
@@ -189,7 +192,8 @@ async def trainer(self: AppCommand, every: str, runs: int | None, tower: str, ep
         while runs is None or done < runs:
             started = time.monotonic()
             try:
-                run = await asyncio.to_thread(train_once, settings, config, margin, publish=publish)
+                run = await asyncio.to_thread(train_once, settings, config, margin, publish=publish,
+                                              warm_start=warm_start)
                 result = "published" if run.published else (
                     "rejected" if run.reason.startswith("worse") else "skipped")
                 trainer_metrics.record_run(result, time.monotonic() - started, run.metrics)

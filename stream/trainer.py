@@ -2,7 +2,8 @@
 
 One run (:func:`train_once`): read every event and the catalogue from Kafka,
 clean them and split each user's tail off (leave-last-out), train a two-tower
-model with early stopping on validation, evaluate it on the held-out tail and
+model with early stopping on validation (warm-started from the served version
+when its towers fit), evaluate it on the held-out tail and
 evaluate the version being served on the *same* tail; publish only when the
 new one is not worse by more than ``margin`` NDCG@10. Publishing writes a
 checksummed artifact folder (towers, id maps, features, item vectors, index)
@@ -28,9 +29,11 @@ from models.data.loaders import from_events
 from models.data.preprocess import preprocess
 from models.evaluate.ranking import evaluate
 from models.train.config import TrainConfig
+from models.train.loop import train_two_tower
 from models.train.recommender import TwoTowerRecommender
+from models.train.warm import warm_start_from
 from stream.admin import EVENTS, ITEMS, MODEL_UPDATES
-from stream.errors import InvalidEvent, StreamError
+from stream.errors import InvalidEvent
 from stream.events import parse_event
 from stream.kafka_config import kafka_python_options
 from stream.reader import read_range
@@ -55,6 +58,7 @@ class TrainRun:
     users: int = 0
     items: int = 0
     seconds: float = 0.0
+    warm_started: bool = False
 
     def summary(self) -> str:
         new = self.metrics.get("ndcg@10")
@@ -63,7 +67,7 @@ class TrainRun:
                 f"events={self.events} invalid={self.invalid_events} users={self.users} items={self.items} "
                 f"ndcg@10={new if new is None else round(new, 4)} "
                 f"current={self.current_version} current_ndcg@10={old if old is None else round(old, 4)} "
-                f"seconds={self.seconds:.1f}")
+                f"warm_start={self.warm_started} seconds={self.seconds:.1f}")
 
 
 def snapshot(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
@@ -167,8 +171,13 @@ def _index_builder(vectors: np.ndarray, item_ids: tuple[str, ...], folder: Path)
 
 
 def train_once(settings: Settings, config: TrainConfig | None = None, margin: float = 0.005,
-               min_users: int = 10, publish: bool = True) -> TrainRun:
-    """One trainer run against the configured cluster (see the module docstring)."""
+               min_users: int = 10, publish: bool = True, warm_start: bool = True) -> TrainRun:
+    """One trainer run against the configured cluster (see the module docstring).
+
+    With ``warm_start``, training starts from the served version's weights when
+    its towers have the same shape (item rows matched by item id); otherwise
+    from scratch.
+    """
     from models.artifacts import ArtifactError, load_artifact, save_artifact
 
     started = time.perf_counter()
@@ -186,25 +195,30 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
         run.seconds = time.perf_counter() - started
         return run
 
-    candidate = TwoTowerRecommender(config).fit(split, catalog)
-    run.metrics = _test_metrics(candidate, split)
-
     current = latest_announcement(settings)
+    loaded = None
     if current is not None:
         run.current_version = str(current.get("version"))
         try:
             loaded = load_artifact(settings.artifacts_dir / run.current_version)
-            run.current_metrics = _test_metrics(LoadedArtifactRecommender(loaded, split), split)
         except (ArtifactError, OSError) as e:
-            log.warning("current version not comparable version=%s error=%s", run.current_version, e)
+            log.warning("current version not loadable version=%s error=%s", run.current_version, e)
+
+    init = None
+    if warm_start and loaded is not None and (loaded.config.tower, loaded.config.dim) == (config.tower, config.dim):
+        init = warm_start_from(loaded.model, loaded.items, interactions.items)
+        run.warm_started = True
+    candidate = TwoTowerRecommender(config)
+    candidate.trained = train_two_tower(split, config, init=init)
+    run.metrics = _test_metrics(candidate, split)
+    if loaded is not None:
+        run.current_metrics = _test_metrics(LoadedArtifactRecommender(loaded, split), split)
     if run.current_metrics is not None and run.metrics["ndcg@10"] < run.current_metrics["ndcg@10"] - margin:
         run.reason = "worse than the version being served"
     elif not publish:
         run.reason = "publishing disabled"
     else:
         trained = candidate.trained
-        if trained is None:  # fit() always sets it; guards a broken recommender
-            raise StreamError("training produced no model")
         trained.metrics = {**trained.metrics, "test": run.metrics, "events": len(events)}
         run.path = save_artifact(trained, settings.artifacts_dir, index_builder=_index_builder)
         run.version = run.path.name

@@ -13,7 +13,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -115,8 +115,12 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def train_two_tower(split: Split, config: TrainConfig) -> TrainedModel:
+def train_two_tower(split: Split, config: TrainConfig, init: Callable[[TwoTower], Any] | None = None
+                    ) -> TrainedModel:
     """Train on ``split.train``, stop early on ``split.valid`` (NDCG@``eval_k``, full ranking, train items excluded).
+
+    ``init(model)``, when given, sets the freshly built model's weights before
+    training (a warm start from a previous version: :func:`models.train.warm.warm_start_from`).
 
     The returned model's histories are the training sequences; call
     :meth:`TrainedModel.fold_in` with train + validation before scoring test rows.
@@ -134,6 +138,7 @@ def train_two_tower(split: Split, config: TrainConfig) -> TrainedModel:
         valid_exclude=train.matrix(binary=True)[valid_users],
         content=content,
         config=config,
+        init=init,
     )
     trained.users, trained.items, trained.featurizer = train.users, train.items, featurizer
     return trained
@@ -147,6 +152,7 @@ def fit_sequences(
     valid_exclude: sp.csr_matrix | None,
     content: np.ndarray | None,
     config: TrainConfig,
+    init: Callable[[TwoTower], Any] | None = None,
 ) -> TrainedModel:
     """The loop on plain arrays: per-user chronological item indices in, a :class:`TrainedModel` out."""
     seed_everything(config.seed)
@@ -155,7 +161,10 @@ def fit_sequences(
     rank, world = _dist()
     device = resolve_device(config.device)
     n_features = 0 if content is None else int(content.shape[1])
-    model = TwoTower(config.tower_spec(n_items, n_features), content).to(device)
+    model = TwoTower(config.tower_spec(n_items, n_features), content)
+    if init is not None:
+        init(model)
+    model = model.to(device)
     inputs, targets = make_windows(sequences, config.max_len, config.windows)
     if len(inputs) == 0:
         raise ValueError("no training windows: every sequence is shorter than 2 items")

@@ -153,6 +153,7 @@ def test_trainer_publishes_and_worker_swaps_without_pausing(kafka_bootstrap, tmp
         # a second run is gated against the version being served, on the same held-out tail
         second = train_once(settings, config, margin=0.0)
         assert second.current_version == run.version and second.current_metrics is not None
+        assert second.warm_started and not run.warm_started
         assert second.published == (second.metrics["ndcg@10"] >= second.current_metrics["ndcg@10"])
     finally:
         worker.stop()
