@@ -36,7 +36,8 @@ def parse_k(request: Request, default: int, maximum: int) -> int:
     raw = request.query.get("k")
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 6:
+    # isascii(): str.isdigit() also accepts '²' or '①', which int() rejects.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
         raise BadRequest(f"k must be an integer between 1 and {maximum}")
     k = int(raw)
     if not 1 <= k <= maximum:

@@ -72,7 +72,5 @@ def test_random_http_requests(kafka_bootstrap, tmp_path):
     report(scenarios.http_input(kafka_bootstrap, tmp_path, requests=1500))
 
 
-@pytest.mark.xfail(strict=True, reason="stream/web.py parse_k: str.isdigit() accepts '²', int() then raises "
-                   "ValueError and the API answers 500 (bug reported in issue 7)")
 def test_http_k_digit_lookalikes_answer_400(kafka_bootstrap, tmp_path):
     report(scenarios.http_input(kafka_bootstrap, tmp_path, requests=40, k_values=scenarios.K_DIGIT_LOOKALIKES))
