@@ -179,11 +179,17 @@ class VectorIndex(ABC):
         self, q: np.ndarray, k: int, excluded: list[np.ndarray], scores: np.ndarray, found: np.ndarray
     ) -> None:
         # Only ids the index holds can displace results, so only they cost over-fetch.
-        held = [e[self._registry.contains(e)] if e.size else e for e in excluded]
-        sizes = np.fromiter((e.size for e in held), dtype=np.int64, count=len(held))
+        # One registry lookup for the whole batch (not one per query).
+        sizes = np.fromiter((e.size for e in excluded), dtype=np.int64, count=len(excluded))
+        flat = np.concatenate(excluded) if sizes.sum() else np.zeros(0, np.int64)
+        owner = np.repeat(np.arange(len(excluded)), sizes)
+        keep = self._registry.contains(flat) if flat.size else np.zeros(0, bool)
+        flat, owner = flat[keep], owner[keep]
+        sizes = np.bincount(owner, minlength=len(excluded)).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
         cap = self._config.exclude_overfetch_max
         for row in np.flatnonzero(sizes > cap):
-            d, i = self._search_any(q[row : row + 1], k, held[row])
+            d, i = self._search_any(q[row : row + 1], k, flat[starts[row] : starts[row + 1]])
             _place(scores, found, np.array([row]), d, i, k)
         small = np.flatnonzero(sizes <= cap)
         # Bucket by the next power of two of |exclude| so one query with a long
@@ -193,10 +199,7 @@ class VectorIndex(ABC):
             rows = small[extra == fetch_extra]
             d, i = self._search_any(q[rows], k + int(fetch_extra), None)
             if fetch_extra:
-                for r, row in enumerate(rows):
-                    if held[row].size:
-                        dropped = np.isin(i[r], held[row])
-                        i[r, dropped] = NO_ID
+                i[_pairs_in(rows, i, owner, flat)] = NO_ID
             _place(scores, found, rows, d, i, k)
 
     def _search_any(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -346,6 +349,27 @@ class VectorIndex(ABC):
 
     def _compact(self) -> int:
         return 0
+
+
+def _pairs_in(rows: np.ndarray, ids: np.ndarray, owner: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Mask over ``ids`` (one row per query ``rows[r]``): is (rows[r], id) among (owner, excluded)?
+
+    One sorted lookup for the whole bucket; ids and query rows are packed into
+    one int64 key when they fit, else the rows are checked one by one.
+    """
+    if not excluded.size:
+        return np.zeros(ids.shape, bool)
+    lo = min(int(ids.min()), int(excluded.min()))
+    span = max(int(ids.max()), int(excluded.max())) - lo + 1
+    if span * (int(max(rows.max(), owner.max())) + 1) < 2**62:
+        wanted = np.unique(owner * span + (excluded - lo))
+        keys = rows[:, None] * span + (ids - lo)
+        pos = np.minimum(np.searchsorted(wanted, keys), wanted.size - 1)
+        return wanted[pos] == keys
+    mask = np.zeros(ids.shape, bool)
+    for r, row in enumerate(rows):
+        mask[r] = np.isin(ids[r], excluded[owner == row])
+    return mask
 
 
 def _as_id_array(ids: Collection[int] | np.ndarray) -> np.ndarray:

@@ -238,3 +238,18 @@ def test_float64_input_is_converted(kind: str, small: Dataset) -> None:
     index = build_index(small.items.astype(np.float64), small.ids, CONFIGS["flat"] if kind == "flat" else CONFIGS[kind])
     _, ids = index.search(small.items[:3].astype(np.float64), 1)
     assert ids.dtype == np.int64 and (ids >= 0).all()
+
+
+@pytest.mark.parametrize("base", [0, 2**61])  # packed keys, and ids too large to pack (row by row)
+def test_batched_exclusion_mask_matches_per_row_isin(base: int) -> None:
+    from index.base import _pairs_in
+
+    rng = np.random.default_rng(3)
+    rows = np.array([0, 2, 5])
+    ids = base + rng.integers(0, 40, size=(3, 12))
+    ids[1, -2:] = -1  # padding rows returned by faiss
+    owner = np.repeat(np.arange(6), 7)
+    excluded = base + rng.integers(0, 40, size=owner.size)
+    mask = _pairs_in(rows, ids, owner, excluded)
+    for r, row in enumerate(rows):
+        assert (mask[r] == np.isin(ids[r], excluded[owner == row])).all()
