@@ -40,8 +40,17 @@ def bench_settings(bootstrap: str, root: Path, partitions: int, **overrides) -> 
     return settings
 
 
-def start_worker(settings: Settings, root: Path) -> LocalWorker:
-    return LocalWorker(settings, root / settings.app_id / "worker.log").start()
+def start_worker(settings: Settings, root: Path, profile_to: str | None = None) -> LocalWorker:
+    return LocalWorker(settings, root / settings.app_id / "worker.log",
+                       profile_to=Path(profile_to).resolve() if profile_to else None).start()
+
+
+def print_profile(path: str, top: int = 30) -> None:
+    """The functions with the most own time in a worker's cProfile statistics."""
+    import pstats
+
+    print(f"\nworker profile ({path}), by own time:")
+    pstats.Stats(path).sort_stats("tottime").print_stats(top)
 
 
 def write_json(path: str | None, data: dict) -> None:
@@ -57,5 +66,5 @@ def wait_metric(worker: LocalWorker, name: str, target: float, timeout: float) -
     while time.monotonic() < deadline:
         if worker.metric(name) >= target:
             return time.monotonic()
-        time.sleep(0.05)
+        time.sleep(0.25)  # each scrape costs the worker a few ms of its event loop
     raise TimeoutError(f"{name} did not reach {target} within {timeout}s (now {worker.metric(name)})")

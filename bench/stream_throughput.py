@@ -5,7 +5,7 @@ bare aiokafka consumer reads it end to end (no processing: the ceiling), and a
 ``streamrec worker`` processes it (validation, RocksDB state, user vectors,
 batched FAISS search, one recommendation published per user per batch).
 
-    python bench/stream_throughput.py [--quick] [--events N] [--out FILE]
+    python bench/stream_throughput.py [--quick] [--events N] [--out FILE] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from bench._stream_common import bench_settings, machine, start_worker, wait_metric, write_json  # noqa: E402
+from bench._stream_common import bench_settings, machine, print_profile, start_worker, wait_metric, write_json  # noqa: E402
 from models.data.synthetic import generate_demo_dataset  # noqa: E402
 from stream.demo import publish_catalog  # noqa: E402
 from stream.kafka_config import aiokafka_options  # noqa: E402
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="A short form: 20,000 events.")
     parser.add_argument("--out", help="Write the figures as JSON here.")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="Run the worker under cProfile, write its statistics here and print the top.")
     args = parser.parse_args(argv)
     n = 20_000 if args.quick else args.events
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pre-filled {settings.topic('events')} with {report.sent} events ({report.rate:,.0f}/s)")
 
     bare = asyncio.run(bare_consumer_rate(settings, settings.topic("events"), report.sent))
-    worker = start_worker(settings, root)
+    worker = start_worker(settings, root, args.profile)
     try:
         first = wait_metric(worker, "streamrec_worker_events_consumed_total", 1, 120)
         done = wait_metric(worker, "streamrec_worker_events_consumed_total", report.sent, 1800)
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio {result['ratio']:.3f}; {published:.0f} recommendations for {report.sent} events "
           f"({result['machine']['cores']} cores, {result['machine']['cpu']})")
     write_json(args.out, result)
+    if args.profile:
+        print_profile(args.profile)
     return 0
 
 

@@ -35,9 +35,10 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 class LocalWorker:
     """A ``streamrec worker`` child process, its log in a file, its HTTP API at :attr:`url`."""
 
-    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+    def __init__(self, settings: Settings, log_path: Path, profile_to: Path | None = None, **env: str) -> None:
         self.settings = settings
         self.log_path = Path(log_path)
+        self.profile_to = profile_to  # cProfile statistics written here when the worker exits cleanly
         self.env = settings_env(settings, **env)
         self.proc: subprocess.Popen | None = None
 
@@ -49,7 +50,8 @@ class LocalWorker:
         """Start the worker and wait until ``/healthz`` answers 200; raises with the log tail if not."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=self.env,
+        profile = ["-m", "cProfile", "-o", str(self.profile_to)] if self.profile_to else []
+        self.proc = subprocess.Popen([sys.executable, *profile, "-m", "stream.cli", "worker"], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
