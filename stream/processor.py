@@ -3,7 +3,10 @@
 Pure logic, no Kafka: the Faust agent (``stream/worker.py``) feeds it the
 records of a batch and writes back what it returns, and tests call it directly.
 Per batch: every record is validated (bad ones come back as dead letters with
-a reason), applied to its user's state (redeliveries recognised by offset),
+a reason), applied to its user's state (redeliveries recognised by offset and
+not applied again; at least once the user's state and recommendation are still
+written again, as the crash that caused the redelivery may have lost them in
+flight),
 then one user vector per touched user is computed and searched in one batched
 index call, and one recommendation per user is built: several events of a user
 in one batch produce one recommendation, from the newest state.
@@ -85,8 +88,9 @@ class BatchProcessor:
     """Applies batches of event records to user state and builds recommendations."""
 
     def __init__(self, holder: ModelHolder, trending: TrendingCounter, top_k: int = 10,
-                 max_history: int = 200) -> None:
+                 max_history: int = 200, rewrite_redelivered: bool = True) -> None:
         self.holder = holder
+        self.rewrite_redelivered = rewrite_redelivered
         self.trending = trending
         self.top_k = top_k
         self.max_history = max_history
@@ -120,6 +124,11 @@ class BatchProcessor:
             if not apply_event(state, event.item_id, event.event_type, event.timestamp_ms, event.value,
                                record.offset, self.max_history):
                 result.duplicates += 1
+                # At least once, a redelivery means the worker stopped before committing this
+                # offset, so the state's changelog record and the recommendation built from it
+                # may never have reached Kafka although the local database has them.
+                if update is None and self.rewrite_redelivered:
+                    result.updates[event.user_id] = UserUpdate(state, record, event)
                 continue
             result.applied += 1
             if is_positive(event.event_type):

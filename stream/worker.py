@@ -12,10 +12,10 @@ changes and the consumed offsets.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +23,19 @@ import faiss
 import faust
 import numpy as np
 import torch
-from faust.streams import _current_event  # see _as_current
 
-from stream import metrics
+from stream import local_state, metrics
 from stream.admin import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
 from stream.feeds import follow_topic
 from stream.processor import BatchProcessor, InRecord, dead_letter_record
 from stream.serving import ModelHolder, bootstrap_model
 from stream.settings import Settings
 from stream.state import UserState
+from stream.state_store import PartitionedTable
 from stream.trending import TrendingCounter
 from stream.users_index import UserVectors
 
 log = logging.getLogger(__name__)
-
-
-def _as_current(event: faust.EventT) -> None:
-    """Make ``event`` the "current event" for the next table operation.
-
-    Faust's RocksDB store reads and writes the partition database, and the
-    changelog partition, of the current event; in a micro-batch that must be
-    the user's own record, not the batch's last. Only the context variable is
-    set: ``Stream._set_current_event`` would also change what ``take_events``
-    buffers next, duplicating one event and dropping another. Call it right
-    before the (synchronous) table operation, with no ``await`` between.
-    """
-    _current_event.set(weakref.ref(event))
 
 
 class Worker:
@@ -64,7 +51,10 @@ class Worker:
         metrics.declare_label_values()
         self.holder = ModelHolder()
         self.trending = TrendingCounter(settings.trending_half_life_s)
-        self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history)
+        # Under exactly_once a redelivered event's state and recommendation are already in
+        # committed transactions (local state of an unclean stop is dropped, stream.local_state).
+        self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history,
+                                        rewrite_redelivered=settings.processing_guarantee != "exactly_once")
         self.catalog_ready = asyncio.Event()
         self.users = UserVectors()
         self.catalog: dict[str, dict[str, Any]] = {}  # every item record seen, by item id
@@ -90,10 +80,39 @@ class Worker:
             },
             help="Per-user history, embedding and counters (stream.state.UserState).",
         )
+        self.states = PartitionedTable(app, self.user_state, self._publish)
         app.agent(self.events_topic, name="process-events")(self._agent)
         app.task(self._follow_catalog)
         app.task(self._follow_model_updates)
         app.timer(interval=5.0)(self._report_gauges)
+        app.on_worker_init.connect(self._on_worker_init)
+        app.task(self._undo_spinner_logging)
+
+    # --- local state -------------------------------------------------------------
+    def _on_worker_init(self, app: faust.App, **_: Any) -> None:
+        """Before the tables open in a ``streamrec worker`` process: drop untrusted local state."""
+        tabledir = Path(app.conf.tabledir)
+        local_state.claim(tabledir, wipe_if_unclean=self.settings.processing_guarantee == "exactly_once")
+
+        def release_if_clean() -> None:
+            if getattr(app, "_crash_reason", None) is None:
+                local_state.release(tabledir)
+
+        atexit.register(release_if_clean)
+
+    async def _undo_spinner_logging(self) -> None:
+        """Give the root logger back its configured level.
+
+        At WARNING and above, Faust's worker drives a terminal spinner from a log handler and
+        lowers the root logger to DEBUG for it, so every library's debug record (aiokafka logs
+        each send) is built and handled: about a tenth of the worker's time at full load.
+        """
+        root = logging.getLogger()
+        spinners = [h for h in root.handlers if type(h).__name__ == "SpinnerHandler"]
+        for handler in spinners:
+            root.removeHandler(handler)
+        if spinners and root.handlers:
+            root.setLevel(min(h.level for h in root.handlers) or logging.WARNING)
 
     # --- catalogue ---------------------------------------------------------------
     async def _follow_catalog(self) -> None:
@@ -178,30 +197,26 @@ class Worker:
                      int(e.message.timestamp * 1000))
             for e in events
         ]
-        by_offset = {(r.partition, r.offset): e for r, e in zip(records, events)}
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
 
         def load_state(user_id: str, record: InRecord) -> UserState:
-            _as_current(by_offset[(record.partition, record.offset)])
-            return self._load_state(user_id)
+            return UserState.from_json(self.states.get(user_id.encode(), record.partition))
 
         result = self.processor.process(records, load_state)
         now = time.time()
         for record, reason, detail in result.dead_letters:
             metrics.EVENTS_REJECTED.labels(reason).inc()
             log.debug("dead letter reason=%s partition=%d offset=%d", reason, record.partition, record.offset)
-            await self.dead_letter_topic.send(key=record.key, value=dead_letter_record(record, reason, detail,
-                                                                                        int(now * 1000)),
-                                              partition=record.partition)
+            await self._publish(self.dead_letter_topic.get_topic_name(), record.key,
+                                dead_letter_record(record, reason, detail, int(now * 1000)), record.partition)
         for user_id, update in result.updates.items():
-            _as_current(by_offset[(update.record.partition, update.record.offset)])
-            self.user_state[user_id.encode()] = update.state.to_json()
+            await self.states.put(user_id.encode(), update.state.to_json(), update.record.partition)
             if update.recommendation is not None:
                 update.recommendation["published_ms"] = int(time.time() * 1000)
-                await self.recommendations_topic.send(
-                    key=user_id.encode(), value=json.dumps(update.recommendation, separators=(",", ":")).encode(),
-                    partition=update.record.partition)
+                await self._publish(self.recommendations_topic.get_topic_name(), user_id.encode(),
+                                    json.dumps(update.recommendation, separators=(",", ":")).encode(),
+                                    update.record.partition)
                 metrics.RECOMMENDATIONS_PUBLISHED.inc()
                 published = time.time()
                 metrics.FRESHNESS.observe(max(0.0, published - update.event.timestamp_ms / 1000.0))
@@ -216,6 +231,24 @@ class Worker:
         if result.updates:
             metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
 
+    async def _publish(self, topic: str, key: bytes | None, value: bytes, partition: int) -> asyncio.Future:
+        """Hand one output record to the producer: under ``exactly_once``, to the transaction that
+        commits the consumed events of ``partition``.
+
+        Not ``topic.send``: Faust picks a transaction only for topics its consumer subscribes to
+        (it looks the partition up in the consumer's metadata); ``recommendations`` and
+        ``dead-letter`` are not subscribed, so Faust sent them outside any transaction and a
+        crash published them again. The transactional id below is the one Faust's own
+        transaction manager uses for the events partition and its changelog. Returns the
+        producer's future for the record (resolved when the broker acknowledges it).
+        """
+        transactional_id = None
+        if self.app.in_transaction:
+            group = self.app.assignor.group_for_topic(self.events_topic.get_topic_name())
+            transactional_id = f"{self.app.conf.id}-{group}-{partition}"
+        return await self.app.producer.send(topic, key, value, partition, None, None,
+                                            transactional_id=transactional_id)
+
     def assigned_partitions(self) -> list[int]:
         """The events-topic partitions this worker owns now."""
         name = self.events_topic.get_topic_name()
@@ -223,13 +256,10 @@ class Worker:
 
     def similar_users(self, user_id: str, k: int) -> list[tuple[str, float]] | None:
         """Users nearest to ``user_id``'s current embedding; ``None`` when it has none yet."""
-        state = self._load_state(user_id)
+        state = UserState.from_json(self.states.get_any(user_id.encode()))
         if state.embedding is None:
             return None
         return self.users.similar(user_id, state.embedding, k)
-
-    def _load_state(self, user_id: str) -> UserState:
-        return UserState.from_json(self.user_state.get(user_id.encode()))
 
     # --- gauges ------------------------------------------------------------------
     async def _report_gauges(self) -> None:

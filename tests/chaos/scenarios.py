@@ -22,16 +22,21 @@ from tests.chaos.malformed import send_mixed
 
 def crash(bootstrap: str, root: Path, events: int = 3000, users: int = 300, kills: int = 3,
           guarantee: str = "at_least_once", rate: float = 400.0, seed: int = 1) -> Outcome:
-    """SIGKILL the worker at random moments of a replay, restarting it each time."""
+    """SIGKILL the worker at random moments of a replay, restarting it each time.
+
+    Each kill lands a random 0.2-3.5 s after the worker started applying events
+    again, so kills hit batches in flight and offsets committed or not
+    (Faust commits every 2.8 s), not only a worker still starting up.
+    """
     rng = random.Random(seed)
     started = time.perf_counter()
     with one_worker(bootstrap, root, processing_guarantee=guarantee) as (world, worker):
         replay = Replay(world.settings, generate_events(events, users, world.item_ids, seed), rate)
         replay.start()
-        span = events / rate  # spread the kills over the replay
         applied_at_kill = []
         for _ in range(kills):
-            time.sleep(rng.uniform(0.3, 1.0) * span / kills)
+            _wait_applying(worker)
+            time.sleep(rng.uniform(0.2, 3.5))
             applied_at_kill.append(worker.metric("streamrec_worker_events_applied_total"))
             worker.stop(signal.SIGKILL)
             worker.start()
@@ -43,6 +48,17 @@ def crash(bootstrap: str, root: Path, events: int = 3000, users: int = 300, kill
         if guarantee == "exactly_once" and outcome.figures["recommendations_duplicated"]:
             outcome.problems.append("exactly_once published a recommendation twice")
         return outcome
+
+
+def _wait_applying(worker, timeout: float = 60.0) -> None:
+    """Wait until a (re)started worker has applied or skipped an event (its partitions are assigned)."""
+    def busy() -> bool:
+        return (worker.metric("streamrec_worker_events_applied_total")
+                + worker.metric("streamrec_worker_events_duplicate_total")) > 0
+    try:
+        wait_until(busy, timeout, "the worker to apply events", interval=0.1)
+    except TimeoutError:
+        pass  # nothing left to apply: the kill then lands on an idle worker
 
 
 def broker_restart(root: Path, events: int = 3000, users: int = 300, restarts: int = 1, down_s: float = 3.0,

@@ -19,19 +19,14 @@ def report(outcome) -> None:
     assert outcome.ok, outcome.explain()
 
 
-# Not strict: seen failing once in four runs (21 of 2,000 events missing from the changelog state
-# with last_offset equal to the oracle's: an event counted as a redelivery). Open bug, see the note.
-@pytest.mark.xfail(strict=False, reason="at_least_once after SIGKILLs: occasionally an event is missing from the "
-                   "changelog state although last_offset matches (open bug)")
 def test_crash_at_least_once_loses_nothing(kafka_bootstrap, tmp_path):
-    report(scenarios.crash(kafka_bootstrap, tmp_path, events=2000, users=200, kills=3, guarantee="at_least_once"))
+    report(scenarios.crash(kafka_bootstrap, tmp_path, events=2000, users=200, kills=3, guarantee="at_least_once",
+                           rate=80.0))
 
 
-# Not strict: the bug shows in about two runs out of three (the kills land at random moments).
-@pytest.mark.xfail(strict=False, reason="exactly_once: after SIGKILLs, user-state changelog records sit in aborted "
-                   "transactions, invisible to a read_committed reader (a restoring worker); issue-7 report")
 def test_crash_exactly_once_loses_nothing(kafka_bootstrap, tmp_path):
-    report(scenarios.crash(kafka_bootstrap, tmp_path, events=2000, users=200, kills=3, guarantee="exactly_once"))
+    report(scenarios.crash(kafka_bootstrap, tmp_path, events=2000, users=200, kills=3, guarantee="exactly_once",
+                           rate=80.0))
 
 
 def test_broker_restart_mid_replay(tmp_path):
