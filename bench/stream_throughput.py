@@ -2,8 +2,10 @@
 
 A topic is pre-filled with N generated events (200,000 by default); then a
 bare aiokafka consumer reads it end to end (no processing: the ceiling), and a
-``streamrec worker`` processes it (validation, RocksDB state, user vectors,
-batched FAISS search, one recommendation published per user per batch).
+Faust agent that takes the same micro-batches and does nothing with them (the
+ceiling of Faust's per-event stream path), and a ``streamrec worker`` processes
+it (validation, RocksDB state, user vectors, batched FAISS search, one
+recommendation published per user per batch).
 
     python bench/stream_throughput.py [--quick] [--events N] [--out FILE] [--profile FILE]
 """
@@ -12,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
@@ -48,6 +54,21 @@ async def bare_consumer_rate(settings, topic: str, total: int) -> float:
         await consumer.stop()
 
 
+def faust_noop_rate(settings, topic: str, total: int, batch: int) -> float:
+    """Events per second of a Faust agent that takes the worker's micro-batches and does nothing."""
+    env = {**os.environ, "NOOP_EVENTS": str(total), "NOOP_TOPIC": topic, "NOOP_BATCH": str(batch),
+           "NOOP_BOOTSTRAP": ";kafka://".join(settings.kafka_bootstrap), "NOOP_APP_ID": f"{settings.app_id}-noop",
+           "NOOP_WEB_PORT": str(settings.web_port + 1 if settings.web_port < 65535 else 6099),
+           "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "faust", "-A", "bench._faust_noop", "worker", "-l", "info"],
+                         env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    for line in (out.stdout + out.stderr).splitlines():
+        if "NOOP_RESULT " in line:
+            result = json.loads(line.split("NOOP_RESULT ", 1)[1])
+            return result["events"] / result["seconds"]
+    raise RuntimeError(f"the Faust no-op agent did not finish:\n{out.stderr[-3000:]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap server(s).")
@@ -71,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pre-filled {settings.topic('events')} with {report.sent} events ({report.rate:,.0f}/s)")
 
     bare = asyncio.run(bare_consumer_rate(settings, settings.topic("events"), report.sent))
+    noop = faust_noop_rate(settings, settings.topic("events"), report.sent, settings.batch_max_events)
     worker = start_worker(settings, root, args.profile)
     try:
         first = wait_metric(worker, "streamrec_worker_events_consumed_total", 1, 120)
@@ -91,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         "streamrec_events_per_s": round(rate, 1),
         "bare_consumer_events_per_s": round(bare, 1),
         "ratio": round(rate / bare, 4),
+        "faust_noop_agent_events_per_s": round(noop, 1),
+        "ratio_to_faust_noop": round(rate / noop, 4),
     }
     print(f"\n{'path':<28}{'events/s':>12}")
     print(f"{'bare aiokafka consumer':<28}{bare:>12,.0f}")
+    print(f"{'Faust agent doing nothing':<28}{noop:>12,.0f}")
     print(f"{'streamrec worker':<28}{rate:>12,.0f}")
     print(f"ratio {result['ratio']:.3f}; {published:.0f} recommendations for {report.sent} events "
           f"({result['machine']['cores']} cores, {result['machine']['cpu']})")

@@ -3,7 +3,10 @@
 Built with the same ``index`` code as the item index, over other ids: each
 user id gets an int64 id in first-seen order. A worker holds the users of the
 partitions it owns (the request is routed to the owner of the asking user);
-users on other workers' partitions join once they appear there.
+users on other workers' partitions join once they appear there. Upserts are
+kept aside and added to the index in one call when the next query comes: the
+worker upserts every batch, and an index update per batch cost more than the
+queries it serves.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ class UserVectors:
         self._names: list[str] = []
         self._index = None
         self._dim: int | None = None
+        self._pending: dict[int, np.ndarray] = {}  # id -> newest vector not yet in the index
 
     def __len__(self) -> int:
+        self._flush()
         return len(self._index) if self._index is not None else 0
 
     def upsert(self, user_ids: list[str], vectors: np.ndarray) -> None:
@@ -33,12 +38,19 @@ class UserVectors:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self._dim != vectors.shape[1]:
             self._ids, self._names, self._index, self._dim = {}, [], None, vectors.shape[1]
-        ids = np.empty(len(user_ids), dtype=np.int64)
+            self._pending = {}
         for row, user in enumerate(user_ids):
             if user not in self._ids:
                 self._ids[user] = len(self._names)
                 self._names.append(user)
-            ids[row] = self._ids[user]
+            self._pending[self._ids[user]] = vectors[row]
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        ids = np.fromiter(self._pending.keys(), dtype=np.int64, count=len(self._pending))
+        vectors = np.stack(list(self._pending.values()))
+        self._pending = {}
         if self._index is None:
             self._index = build_index(vectors, ids, self._config)
         else:
@@ -46,6 +58,7 @@ class UserVectors:
 
     def similar(self, user_id: str, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The ``k`` users nearest to ``vector``, ``user_id`` itself left out."""
+        self._flush()
         if self._index is None or self._dim != vector.shape[0]:
             return []
         own = {self._ids[user_id]} if user_id in self._ids else set()
