@@ -7,7 +7,7 @@ kills, lost, applied twice, recommendations published twice, ...
 
     python bench/chaos.py [--quick] [--only crash,rebalance] [--out FILE]
 
-The default is the long form (a 50,000-event crash run with 6 SIGKILLs, ...);
+The default is the long form (50,000-event crash runs with 6 SIGKILLs under each guarantee, ...);
 ``--quick`` is the short form that ``make test`` runs (tests/chaos). The broker
 restart scenario starts a private broker with deploy/kafka/kafka.sh on free
 ports; the others use ``--bootstrap``.
@@ -31,10 +31,11 @@ from tests.chaos import scenarios  # noqa: E402
 Scenario = Callable[[str, Path], Any]
 SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
     "crash": (lambda b, r: scenarios.crash(b, r, events=50_000, users=3000, kills=6, rate=900.0),
-              lambda b, r: scenarios.crash(b, r, events=2000, users=200, kills=3)),
-    "crash-eos": (lambda b, r: scenarios.crash(b, r, events=20_000, users=2000, kills=5, rate=600.0,
+              lambda b, r: scenarios.crash(b, r, events=2000, users=200, kills=3, rate=80.0)),
+    "crash-eos": (lambda b, r: scenarios.crash(b, r, events=50_000, users=3000, kills=6, rate=900.0,
                                                guarantee="exactly_once"),
-                  lambda b, r: scenarios.crash(b, r, events=2000, users=200, kills=3, guarantee="exactly_once")),
+                  lambda b, r: scenarios.crash(b, r, events=2000, users=200, kills=3, rate=80.0,
+                                               guarantee="exactly_once")),
     "broker": (lambda b, r: scenarios.broker_restart(r, events=20_000, users=2000, restarts=3, rate=600.0),
                lambda b, r: scenarios.broker_restart(r, events=2000, users=200, restarts=1)),
     "rebalance": (lambda b, r: scenarios.rebalance(b, r, events=20_000, users=2000, rounds=3, rate=600.0),

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     app_id: str = Field(default="streamrec", description="Faust app id: consumer group and table namespace.")
     data_dir: Path = Field(default=Path("var/streamrec"), description="Local state: RocksDB tables, artifacts.")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    group_session_timeout_s: float = Field(
+        default=10.0, ge=6.0, le=300.0,
+        description="How long the group waits for a silent worker before moving its partitions "
+                    "(Faust's default, 60 s, stalls a crashed worker's users for a minute).")
+    group_heartbeat_interval_s: float = Field(default=3.0, gt=0.0, le=100.0,
+                                              description="Worker heartbeat to the group coordinator.")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_bind: str | None = Field(default=None, description="Address the HTTP server binds (default: web_host).")
@@ -76,6 +82,13 @@ class Settings(BaseSettings):
     trainer_port: int = Field(default=6070, ge=1, le=65535, description="Trainer's /metrics and /healthz port.")
     trending_half_life_s: float = Field(default=3600.0, gt=0,
                                         description="Half-life of the trending counts used for cold start.")
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> Settings:
+        if self.group_heartbeat_interval_s * 2 > self.group_session_timeout_s:
+            raise ValueError("STREAMREC_GROUP_HEARTBEAT_INTERVAL_S must be at most half of "
+                             "STREAMREC_GROUP_SESSION_TIMEOUT_S")
+        return self
 
     @field_validator("kafka_bootstrap", mode="before")
     @classmethod

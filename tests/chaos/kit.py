@@ -41,7 +41,7 @@ MAX_HISTORY = 25  # small, so the bound on the history is exercised
 # to a minute for a SIGKILLed member before its partitions move on: correct, but a
 # chaos run with several kills would spend most of its time waiting. 6 s is the
 # broker's smallest allowed session (group.min.session.timeout.ms).
-FAST_GROUP_ENV = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+FAST_GROUP_ENV = {"STREAMREC_GROUP_SESSION_TIMEOUT_S": "6", "STREAMREC_GROUP_HEARTBEAT_INTERVAL_S": "1"}
 
 
 @dataclass

@@ -53,6 +53,13 @@ def test_crash_long(kafka_bootstrap, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
+def test_crash_exactly_once_long(kafka_bootstrap, tmp_path):
+    report(scenarios.crash(kafka_bootstrap, tmp_path, events=50_000, users=3000, kills=6, rate=900.0,
+                           guarantee="exactly_once"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_broker_restart_long(tmp_path):
     report(scenarios.broker_restart(tmp_path, events=20_000, users=2000, restarts=3, rate=600.0))
 

@@ -130,3 +130,17 @@ def test_settings_are_frozen(env):
 
 def test_topic_names_use_the_prefix():
     assert Settings(topic_prefix="t1.").topic("events") == "t1.events"
+
+
+def test_group_timeouts_reach_faust_and_are_checked(env):
+    from stream.app import create_app
+
+    env.setenv("STREAMREC_GROUP_SESSION_TIMEOUT_S", "8")
+    env.setenv("STREAMREC_GROUP_HEARTBEAT_INTERVAL_S", "2")
+    get_settings.cache_clear()  # importing stream.app read the settings before these were set
+    app = create_app(get_settings())
+    assert app.conf.broker_session_timeout == 8.0 and app.conf.broker_heartbeat_interval == 2.0
+    get_settings.cache_clear()
+    env.setenv("STREAMREC_GROUP_HEARTBEAT_INTERVAL_S", "5")
+    with pytest.raises(ConfigError, match="HEARTBEAT_INTERVAL_S must be at most half"):
+        get_settings()
