@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import faust
 
+from stream import faust_fixes
 from stream.kafka_config import faust_broker_options
 from stream.settings import Settings, get_settings
 
@@ -21,6 +22,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     """A Faust app bound to the configured Kafka cluster, RocksDB store and web port."""
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    faust_fixes.apply()
     return faust.App(
         settings.app_id,
         **faust_broker_options(settings),

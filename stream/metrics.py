@@ -28,6 +28,10 @@ EVENTS_APPLIED = Counter(
 EVENTS_DUPLICATE = Counter(
     "streamrec_worker_events_duplicate_total",
     "Redelivered events recognised by offset and not applied again.", registry=REGISTRY)
+EVENTS_REFETCHED = Counter(
+    "streamrec_worker_events_refetched_total",
+    "Events the stream skipped after a (re)start, read again from Kafka and processed in order.",
+    registry=REGISTRY)
 EVENTS_REJECTED = Counter(
     "streamrec_worker_events_rejected_total", "Invalid events sent to the dead-letter topic, by reason.",
     [REASON], registry=REGISTRY)

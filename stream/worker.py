@@ -27,7 +27,9 @@ import torch
 from stream import local_state, metrics
 from stream.admin import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
 from stream.feeds import follow_topic
+from stream.holes import HoleFiller
 from stream.processor import BatchProcessor, InRecord, dead_letter_record
+from stream.reader import read_range
 from stream.serving import ModelHolder, bootstrap_model
 from stream.settings import Settings
 from stream.state import UserState
@@ -81,6 +83,7 @@ class Worker:
             help="Per-user history, embedding and counters (stream.state.UserState).",
         )
         self.states = PartitionedTable(app, self.user_state, self._publish)
+        self._holes: HoleFiller | None = None
         app.agent(self.events_topic, name="process-events")(self._agent)
         app.task(self._follow_catalog)
         app.task(self._follow_model_updates)
@@ -197,6 +200,8 @@ class Worker:
                      int(e.message.timestamp * 1000))
             for e in events
         ]
+        records, refetched = await self.holes.fill(records)
+        metrics.EVENTS_REFETCHED.inc(len(refetched))
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
 
@@ -230,6 +235,7 @@ class Worker:
         metrics.ONLINE_HITS.inc(result.online_hits)
         if result.updates:
             metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
+        self.holes.acknowledge(refetched)  # Faust acknowledges the batch's own records after this returns
 
     async def _publish(self, topic: str, key: bytes | None, value: bytes, partition: int) -> asyncio.Future:
         """Hand one output record to the producer: under ``exactly_once``, to the transaction that
@@ -248,6 +254,17 @@ class Worker:
             transactional_id = f"{self.app.conf.id}-{group}-{partition}"
         return await self.app.producer.send(topic, key, value, partition, None, None,
                                             transactional_id=transactional_id)
+
+    @property
+    def holes(self) -> HoleFiller:
+        if self._holes is None:  # the consumer exists once the app runs
+            self._holes = HoleFiller(self.app.consumer, self.events_topic.get_topic_name(), self._read_events)
+        return self._holes
+
+    async def _read_events(self, partition: int, start: int, stop: int) -> list[InRecord]:
+        records = await read_range(self.settings, self.events_topic.get_topic_name(),
+                                   start={partition: start}, stop={partition: stop})
+        return [InRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms) for r in records]
 
     def assigned_partitions(self) -> list[int]:
         """The events-topic partitions this worker owns now."""

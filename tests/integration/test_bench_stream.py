@@ -17,6 +17,16 @@ def test_stream_throughput_short(kafka_bootstrap, tmp_path):
     assert result["streamrec_events_per_s"] > 0 and result["bare_consumer_events_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["streamrec_events_per_s"] / result["bare_consumer_events_per_s"],
                                             rel=2e-2)
+    assert result["faust_noop_agent_events_per_s"] > 0
+
+
+def test_stream_logic_short(tmp_path):
+    from bench.stream_logic import main
+
+    out = tmp_path / "logic.json"
+    assert main(["--events", "600", "--batches", "1,50", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["batch"] for r in rows] == [1, 50] and all(r["events_per_s"] > 0 for r in rows)
 
 
 def test_freshness_short(kafka_bootstrap, tmp_path):

@@ -1,0 +1,83 @@
+"""Events per second of the worker's batch logic alone: no Kafka, no Faust, no RocksDB.
+
+``stream.processor.BatchProcessor`` (validation, state update, user vectors,
+batched FAISS search with exclusion, reasons, recommendation records) and the
+state's JSON round trip, on the same generated data as
+``bench/stream_throughput.py``, at several batch sizes. Together with that
+script's Faust no-op agent it splits the worker's time between the framework
+and this project's own per-event work.
+
+    python bench/stream_logic.py [--quick] [--events N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import faiss  # noqa: E402
+import torch  # noqa: E402
+
+from bench._stream_common import machine, write_json  # noqa: E402
+from models.data.synthetic import generate_demo_dataset  # noqa: E402
+from stream.processor import BatchProcessor, InRecord  # noqa: E402
+from stream.serving import ModelHolder, bootstrap_model  # noqa: E402
+from stream.state import UserState  # noqa: E402
+from stream.trending import TrendingCounter  # noqa: E402
+
+
+def logic_rate(records: list[InRecord], processor: BatchProcessor, batch: int) -> dict[str, float]:
+    """Process ``records`` in batches of ``batch``; states go through JSON as in the table."""
+    store: dict[str, bytes] = {}
+
+    def load(user_id: str, _record: InRecord) -> UserState:
+        raw = store.get(user_id)
+        return UserState.from_json(json.loads(raw) if raw is not None else None)
+
+    updates = 0
+    started = time.perf_counter()
+    for start in range(0, len(records), batch):
+        result = processor.process(records[start:start + batch], load)
+        for user_id, update in result.updates.items():
+            store[user_id] = json.dumps(update.state.to_json(), separators=(",", ":")).encode()
+        updates += len(result.updates)
+    seconds = time.perf_counter() - started
+    return {"batch": batch, "events_per_s": round(len(records) / seconds, 1),
+            "us_per_user_update": round(seconds / max(updates, 1) * 1e6, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=50_000, help="Events per batch size.")
+    parser.add_argument("--batches", default="1,5,50,500", help="Comma-separated batch sizes.")
+    parser.add_argument("--quick", action="store_true", help="A short form: 5,000 events.")
+    parser.add_argument("--out", help="Write the figures as JSON here.")
+    args = parser.parse_args(argv)
+    n = 5_000 if args.quick else args.events
+    torch.set_num_threads(1)  # as in the worker
+    faiss.omp_set_num_threads(1)
+    n_users = max(10, n // 40)
+    data = generate_demo_dataset(n_users=n_users, n_items=2000, events_per_user=n // n_users + 10, seed=1)
+    records = [InRecord("events", 0, i, e["user_id"].encode(), json.dumps(e).encode(), 0)
+               for i, e in enumerate(data.events[:n])]
+    rows = []
+    print(f"{'batch':>6}{'events/s':>12}{'us/user update':>16}")
+    for batch in (int(b) for b in args.batches.split(",")):
+        processor = BatchProcessor(ModelHolder(bootstrap_model(data.items)), TrendingCounter(3600.0), 10, 200)
+        row = logic_rate(records, processor, batch)
+        rows.append(row)
+        print(f"{row['batch']:>6}{row['events_per_s']:>12,.0f}{row['us_per_user_update']:>16,.0f}")
+    m = machine()
+    print(f"{len(records)} events of {n_users} users, 2,000 items, content-v0 model ({m['cores']} cores, {m['cpu']})")
+    write_json(args.out, {"machine": m, "events": len(records), "users": n_users, "items": len(data.items),
+                          "model": "content-v0 (flat index, recency-weighted mean user vectors)", "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Fixes to Faust's offset commit, applied once when the worker app is created.
+
+Faust commits, per partition, up to the end of the first run of consecutive
+acknowledged offsets. Two faults there, both found by the chaos tests:
+
+- It checks for a hole at the head of the run with ``min(acked) - committed > 1``,
+  where ``committed`` is already the next offset to read: a single
+  unacknowledged offset right at the head is committed over, and a worker that
+  dies after such a commit never sees that event again. The fixed check
+  refuses to commit while the first offset after the last commit is
+  unacknowledged.
+- The list of acknowledged offsets can hold an offset twice (a message
+  delivered again after a restart); the run of consecutive offsets then ends at
+  the duplicate and commits crawl forward one or two offsets per round, so a
+  restarted worker's lag never reached zero. The list is deduplicated first.
+
+Faust's own gap bookkeeping (offsets a fetch skipped, such as transaction
+markers) is left to the original method, which fills those holes in first.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from faust.transport.consumer import Consumer
+
+_original_new_offset = Consumer._new_offset
+
+
+def _new_offset(self: Any, tp: Any) -> Optional[int]:
+    acked = self._acked[tp]
+    if len(acked) > 1:
+        # An offset acknowledged twice (a message Faust delivered again, next to its first
+        # copy) breaks the run of consecutive offsets, and commits crawled one offset per round.
+        acked[:] = sorted(set(acked))
+    committed = self._committed_offset[tp]
+    if acked and committed is not None and not self._gap[tp] and min(acked) > committed:
+        return None  # offset `committed` is not acknowledged yet: nothing past it may be committed
+    return _original_new_offset(self, tp)
+
+
+def apply() -> None:
+    """Install the fixed commit check (idempotent)."""
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign]
