@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
-from faust.types import TP
+from aiokafka import TopicPartition
 
 from stream.processor import InRecord
 
@@ -61,7 +61,7 @@ class HoleFiller:
         """Mark ``records`` (fetched by :meth:`fill`, now processed) acknowledged, as Faust's ack does."""
         consumer = self.consumer
         for record in records:
-            tp = TP(self.topic, record.partition)
+            tp = TopicPartition(self.topic, record.partition)  # Faust's own key type: commits send these
             committed = consumer._committed_offset[tp]
             if committed is not None and record.offset < committed:
                 continue
@@ -74,7 +74,7 @@ class HoleFiller:
     async def _expected(self, partition: int) -> int | None:
         if partition in self._next:
             return self._next[partition]
-        tp = TP(self.topic, partition)
+        tp = TopicPartition(self.topic, partition)
         committed = self.consumer._committed_offset[tp]  # the next offset, read when Faust sought to it
         if committed is None:  # nothing committed yet: the group starts at the earliest offset
             committed = (await self.consumer.earliest_offsets(tp)).get(tp)
