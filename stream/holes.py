@@ -46,7 +46,9 @@ class HoleFiller:
         filled: list[InRecord] = []
         inserted: list[InRecord] = []
         for record in records:
-            expected = await self._expected(record.partition)
+            expected = self._next.get(record.partition)
+            if expected is None:  # the partition's first record since it was assigned
+                expected = await self._start(record.partition)
             if expected is not None and record.offset > expected:
                 missing = await self._read_range(record.partition, expected, record.offset)
                 log.warning("events the stream skipped were fetched again partition=%d offsets=%d..%d "
@@ -71,9 +73,7 @@ class HoleFiller:
                 consumer._acked[tp].append(record.offset)
                 consumer._n_acked += 1
 
-    async def _expected(self, partition: int) -> int | None:
-        if partition in self._next:
-            return self._next[partition]
+    async def _start(self, partition: int) -> int | None:
         tp = TopicPartition(self.topic, partition)
         committed = self.consumer._committed_offset[tp]  # the next offset, read when Faust sought to it
         if committed is None:  # nothing committed yet: the group starts at the earliest offset
