@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": seconds,
         "events": n,
         "recommendations": len(received),
-        "settings": {k: getattr(settings, k) for k in ("batch_max_events", "batch_within_ms", "producer_linger_ms",
+        "settings": {k: getattr(settings, k) for k in ("batch_max_events", "producer_linger_ms",
                                                          "topic_partitions", "processing_guarantee")},
         **percentiles(worker_side),
         "end_to_end": percentiles(end_to_end),

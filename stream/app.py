@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
+        # The worker's micro-batch is one fetch (stream.batch_feed): this bounds its size.
+        broker_max_poll_records=settings.batch_max_events,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_heartbeat_interval=settings.group_heartbeat_interval_s,
         web_in_thread=False,

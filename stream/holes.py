@@ -12,8 +12,8 @@ redeliveries.
 
 :class:`HoleFiller` keeps, per partition, the next offset the agent should
 see. When a batch jumps past it, the missing records are read straight from
-Kafka and processed first, in offset order, and then acknowledged in Faust's
-bookkeeping like the records Faust delivered, so commits move on.
+Kafka and processed first, in offset order, and then acknowledged with the
+batch's own records (``stream.batch_feed.acknowledge``), so commits move on.
 """
 
 from __future__ import annotations
@@ -58,20 +58,6 @@ class HoleFiller:
             filled.append(record)
             self._next[record.partition] = max(self._next.get(record.partition, 0), record.offset + 1)
         return filled, inserted
-
-    def acknowledge(self, records: list[InRecord]) -> None:
-        """Mark ``records`` (fetched by :meth:`fill`, now processed) acknowledged, as Faust's ack does."""
-        consumer = self.consumer
-        for record in records:
-            tp = TopicPartition(self.topic, record.partition)  # Faust's own key type: commits send these
-            committed = consumer._committed_offset[tp]
-            if committed is not None and record.offset < committed:
-                continue
-            index = consumer._acked_index[tp]
-            if record.offset not in index:
-                index.add(record.offset)
-                consumer._acked[tp].append(record.offset)
-                consumer._n_acked += 1
 
     async def _start(self, partition: int) -> int | None:
         tp = TopicPartition(self.topic, partition)

@@ -73,9 +73,8 @@ class Settings(BaseSettings):
     top_k: int = Field(default=10, ge=1, le=100, description="Items per published recommendation.")
     max_k: int = Field(default=100, ge=1, le=1000, description="Largest k the HTTP API accepts.")
     max_history: int = Field(default=200, ge=1, le=10_000, description="Events kept per user (for exclusion).")
-    batch_max_events: int = Field(default=500, ge=1, le=100_000, description="Micro-batch size limit.")
-    batch_within_ms: int = Field(default=5, ge=0, le=10_000,
-                                 description="How long a micro-batch waits to fill before it is processed.")
+    batch_max_events: int = Field(default=500, ge=1, le=100_000,
+                                  description="Micro-batch size limit (records per fetch; a batch never waits to fill).")
     producer_linger_ms: int = Field(default=1, ge=0, le=10_000,
                                     description="Producer wait to batch records before sending.")
     trainer_host: str = Field(default="127.0.0.1", description="Trainer's /metrics and /healthz bind address.")

@@ -26,14 +26,16 @@ import torch
 
 from stream import local_state, metrics
 from stream.admin import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
+from stream.batch_feed import BatchFeed
 from stream.feeds import follow_topic
 from stream.holes import HoleFiller
+from stream.outbox import Outbox
 from stream.processor import BatchProcessor, InRecord, dead_letter_record
 from stream.reader import read_range
 from stream.serving import ModelHolder, bootstrap_model
 from stream.settings import Settings
 from stream.state import UserState
-from stream.state_store import PartitionedTable
+from stream.state_store import PartitionedTable, encode_value
 from stream.trending import TrendingCounter
 from stream.users_index import UserVectors
 
@@ -82,8 +84,12 @@ class Worker:
             },
             help="Per-user history, embedding and counters (stream.state.UserState).",
         )
-        self.states = PartitionedTable(app, self.user_state, self._publish)
+        self.states = PartitionedTable(app, self.user_state,
+                                       write_ahead_log=settings.processing_guarantee == "exactly_once")
         self._holes: HoleFiller | None = None
+        # The agent subscribes the group to the events topic (and co-partitions the table with
+        # it); the records themselves reach _handle_records a fetch at a time (stream.batch_feed).
+        self.feed = BatchFeed(app, self.events_topic.get_topic_name(), self._handle_records)
         app.agent(self.events_topic, name="process-events")(self._agent)
         app.task(self._follow_catalog)
         app.task(self._follow_model_updates)
@@ -94,11 +100,13 @@ class Worker:
     # --- local state -------------------------------------------------------------
     def _on_worker_init(self, app: faust.App, **_: Any) -> None:
         """Before the tables open in a ``streamrec worker`` process: drop untrusted local state."""
+        self.feed.install()
         tabledir = Path(app.conf.tabledir)
         local_state.claim(tabledir, wipe_if_unclean=self.settings.processing_guarantee == "exactly_once")
 
         def release_if_clean() -> None:
             if getattr(app, "_crash_reason", None) is None:
+                self.states.flush()  # without the WAL, memtables are all a clean stop would lose
                 local_state.release(tabledir)
 
         atexit.register(release_if_clean)
@@ -189,43 +197,52 @@ class Worker:
 
     # --- the agent ---------------------------------------------------------------
     async def _agent(self, stream: faust.StreamT) -> Any:
-        await self.catalog_ready.wait()
-        within = self.settings.batch_within_ms / 1000.0
-        async for events in stream.take_events(self.settings.batch_max_events, within=within):
-            await self._handle_batch(stream, events)
+        """Only reached when the batch feed is not installed (the app run without ``streamrec worker``)."""
+        async for events in stream.take_events(self.settings.batch_max_events, within=0.005):
+            log.warning("events reached the Faust agent: the batch feed is not installed")
+            records = [InRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                                e.message.value, int(e.message.timestamp * 1000)) for e in events]
+            _, produced = await self._handle_records(records)
+            await asyncio.gather(*produced)  # Faust acknowledges the events after this returns
 
-    async def _handle_batch(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
-        records = [
-            InRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
-                     int(e.message.timestamp * 1000))
-            for e in events
-        ]
+    async def _handle_records(self, records: list[InRecord]) -> tuple[list[InRecord], list[asyncio.Future]]:
+        """Process one fetched batch; returns the records processed (skipped ones refetched
+        included) and the producer futures of everything it published."""
+        await self.catalog_ready.wait()
         records, refetched = await self.holes.fill(records)
         metrics.EVENTS_REFETCHED.inc(len(refetched))
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
+        outbox = Outbox(self._producer_for)
 
         def load_state(user_id: str, record: InRecord) -> UserState:
             return UserState.from_json(self.states.get(user_id.encode(), record.partition))
 
         result = self.processor.process(records, load_state)
-        now = time.time()
+        now_ms = int(time.time() * 1000)
+        dead_letter_topic = self.dead_letter_topic.get_topic_name()
         for record, reason, detail in result.dead_letters:
             metrics.EVENTS_REJECTED.labels(reason).inc()
             log.debug("dead letter reason=%s partition=%d offset=%d", reason, record.partition, record.offset)
-            await self._publish(self.dead_letter_topic.get_topic_name(), record.key,
-                                dead_letter_record(record, reason, detail, int(now * 1000)), record.partition)
+            outbox.add(dead_letter_topic, record.partition, record.key,
+                       dead_letter_record(record, reason, detail, now_ms))
+        recommendations_topic = self.recommendations_topic.get_topic_name()
+        published = []
         for user_id, update in result.updates.items():
-            await self.states.put(user_id.encode(), update.state.to_json(), update.record.partition)
+            key = user_id.encode()
+            self.states.put(key, encode_value(update.state.to_json()), update.record.partition, outbox)
             if update.recommendation is not None:
                 update.recommendation["published_ms"] = int(time.time() * 1000)
-                await self._publish(self.recommendations_topic.get_topic_name(), user_id.encode(),
-                                    json.dumps(update.recommendation, separators=(",", ":")).encode(),
-                                    update.record.partition)
-                metrics.RECOMMENDATIONS_PUBLISHED.inc()
-                published = time.time()
-                metrics.FRESHNESS.observe(max(0.0, published - update.event.timestamp_ms / 1000.0))
-                metrics.INGEST_LATENCY.observe(max(0.0, published - update.record.timestamp_ms / 1000.0))
+                outbox.add(recommendations_topic, update.record.partition, key,
+                           json.dumps(update.recommendation, separators=(",", ":")).encode())
+                published.append(update)
+        sent = await outbox.send()
+        self.states.track(sent)
+        now = time.time()
+        metrics.RECOMMENDATIONS_PUBLISHED.inc(len(published))
+        for update in published:
+            metrics.FRESHNESS.observe(max(0.0, now - update.event.timestamp_ms / 1000.0))
+            metrics.INGEST_LATENCY.observe(max(0.0, now - update.record.timestamp_ms / 1000.0))
         with_vectors = [(u, up.state.embedding) for u, up in result.updates.items() if up.state.embedding is not None]
         if with_vectors:
             self.users.upsert([u for u, _ in with_vectors], np.stack([v for _, v in with_vectors]))
@@ -235,25 +252,23 @@ class Worker:
         metrics.ONLINE_HITS.inc(result.online_hits)
         if result.updates:
             metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
-        self.holes.acknowledge(refetched)  # Faust acknowledges the batch's own records after this returns
+        return records, [b.future for b in sent]
 
-    async def _publish(self, topic: str, key: bytes | None, value: bytes, partition: int) -> asyncio.Future:
-        """Hand one output record to the producer: under ``exactly_once``, to the transaction that
-        commits the consumed events of ``partition``.
+    def _producer_for(self, partition: int) -> tuple[Any, asyncio.Lock | None]:
+        """The aiokafka producer (and Faust's lock for it) that output of ``partition``'s events goes through.
 
-        Not ``topic.send``: Faust picks a transaction only for topics its consumer subscribes to
-        (it looks the partition up in the consumer's metadata); ``recommendations`` and
-        ``dead-letter`` are not subscribed, so Faust sent them outside any transaction and a
-        crash published them again. The transactional id below is the one Faust's own
-        transaction manager uses for the events partition and its changelog. Returns the
-        producer's future for the record (resolved when the broker acknowledges it).
+        Under ``exactly_once``: the transactional producer Faust's transaction manager uses for
+        the events partition and its changelog, so outputs commit with the consumed offsets.
+        Not Faust's ``topic.send``: Faust picks a transaction only for topics its consumer
+        subscribes to, so it sent ``recommendations`` and ``dead-letter`` outside any
+        transaction and a crash published them again.
         """
-        transactional_id = None
+        producer = self.app.producer
         if self.app.in_transaction:
             group = self.app.assignor.group_for_topic(self.events_topic.get_topic_name())
             transactional_id = f"{self.app.conf.id}-{group}-{partition}"
-        return await self.app.producer.send(topic, key, value, partition, None, None,
-                                            transactional_id=transactional_id)
+            return producer._transaction_producers[transactional_id], producer._trn_locks[transactional_id]
+        return producer._ensure_producer(), None
 
     @property
     def holes(self) -> HoleFiller:

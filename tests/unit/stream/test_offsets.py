@@ -1,4 +1,5 @@
-"""The commit fixes (stream.faust_fixes) and the hole filler (stream.holes), on fake consumer state."""
+"""The commit fixes (stream.faust_fixes), the hole filler (stream.holes) and the batch feed's
+acknowledgements (stream.batch_feed.acknowledge), on fake consumer state."""
 
 import asyncio
 from collections import defaultdict
@@ -7,6 +8,7 @@ from aiokafka import TopicPartition as TP
 from intervaltree import IntervalTree
 
 from stream import faust_fixes
+from stream.batch_feed import acknowledge
 from stream.holes import HoleFiller
 from stream.processor import InRecord
 
@@ -23,6 +25,7 @@ class FakeConsumer:
         self._committed_offset = defaultdict(lambda: None)
         self._gap = defaultdict(IntervalTree)
         self._n_acked = 0
+        self._waiting_for_ack = None
         self._partitions = partitions
         self._earliest = earliest
         if committed is not None:
@@ -92,7 +95,7 @@ def test_skipped_events_are_fetched_and_put_first():
     records, inserted = asyncio.run(holes.fill([record(8), record(9)]))
     assert [r.offset for r in records] == [5, 6, 7, 8, 9]
     assert [r.offset for r in inserted] == [5, 6, 7] and reads == [(0, 5, 8)]
-    holes.acknowledge(inserted)
+    assert acknowledge(consumer, TOPIC, inserted) == 3
     assert sorted(consumer._acked[P0]) == [5, 6, 7] and consumer._n_acked == 3
     # Keys of the kind Faust uses (aiokafka's), which an exactly-once commit requires.
     assert all(type(tp) is TP for tp in consumer._acked)
@@ -111,9 +114,8 @@ def test_no_commit_yet_starts_at_the_earliest_offset():
 def test_acknowledge_skips_offsets_already_acknowledged_or_committed():
     consumer = FakeConsumer(committed=5)
     consumer.ack(6)
-    holes, _ = filler(consumer, store=set())
-    holes.acknowledge([record(4), record(6), record(7)])
-    assert consumer._acked[P0] == [6, 7]
+    assert acknowledge(consumer, TOPIC, [record(4), record(6), record(7)]) == 1
+    assert consumer._acked[P0] == [6, 7] and consumer._n_acked == 1
 
 
 def test_a_partition_that_left_starts_again_from_its_commit():
