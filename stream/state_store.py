@@ -53,6 +53,7 @@ class PartitionedTable:
         self.write_ahead_log = write_ahead_log
         self._write_options = rocksdict.WriteOptions()
         self._write_options.disable_wal = not write_ahead_log
+        self._key_counts: dict[int, int] = {}  # partition -> keys in its database, kept up to date by put
 
     @property
     def changelog(self) -> str:
@@ -77,11 +78,33 @@ class PartitionedTable:
         """The value for ``key`` from whichever local partition holds it (HTTP reads)."""
         return self.table.get(key)
 
-    def put(self, key: bytes, raw: bytes, partition: int, outbox: Outbox) -> None:
-        """Store the encoded value ``raw`` and queue its changelog record in ``outbox``."""
+    def put(self, key: bytes, raw: bytes, partition: int, outbox: Outbox, new: bool = False) -> None:
+        """Store the encoded value ``raw`` and queue its changelog record in ``outbox``;
+        ``new``: the key was not in the database before."""
         self._db(partition).put(key, raw, write_opt=self._write_options)
         self.table.data._key_index[key] = partition
         outbox.add(self.changelog, partition, key, raw)
+        if new and partition in self._key_counts:
+            self._key_counts[partition] += 1
+
+    def key_count(self, partitions: list[int]) -> int:
+        """How many keys the databases of ``partitions`` hold.
+
+        A partition's database is scanned once (on first use after :meth:`forget_key_counts`),
+        then counted by :meth:`put`: scanning them all every few seconds stalled the event loop
+        for some 90 ms per 5,000 users.
+        """
+        total = 0
+        for partition in partitions:
+            if partition not in self._key_counts:
+                offset_key = self.table.data.offset_key
+                self._key_counts[partition] = sum(1 for k in self._db(partition).keys() if k != offset_key)
+            total += self._key_counts[partition]
+        return total
+
+    def forget_key_counts(self) -> None:
+        """Scan again on next use: after a rebalance, recovery and standbys wrote keys put did not count."""
+        self._key_counts.clear()
 
     def track(self, sent: list[SentBatch]) -> None:
         """Record, once the broker acknowledges them, which changelog offsets the databases hold."""

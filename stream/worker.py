@@ -95,6 +95,7 @@ class Worker:
         app.task(self._follow_model_updates)
         app.timer(interval=5.0)(self._report_gauges)
         app.on_worker_init.connect(self._on_worker_init)
+        app.on_partitions_assigned.connect(self._on_partitions_assigned)
         app.task(self._undo_spinner_logging)
 
     # --- local state -------------------------------------------------------------
@@ -110,6 +111,9 @@ class Worker:
                 local_state.release(tabledir)
 
         atexit.register(release_if_clean)
+
+    async def _on_partitions_assigned(self, app: faust.App, assigned: Any, **_: Any) -> None:
+        self.states.forget_key_counts()
 
     async def _undo_spinner_logging(self) -> None:
         """Give the root logger back its configured level.
@@ -215,8 +219,13 @@ class Worker:
         metrics.BATCH_SIZE.observe(len(records))
         outbox = Outbox(self._producer_for)
 
+        new_users: set[str] = set()
+
         def load_state(user_id: str, record: InRecord) -> UserState:
-            return UserState.from_json(self.states.get(user_id.encode(), record.partition))
+            stored = self.states.get(user_id.encode(), record.partition)
+            if stored is None:
+                new_users.add(user_id)
+            return UserState.from_json(stored)
 
         result = self.processor.process(records, load_state)
         now_ms = int(time.time() * 1000)
@@ -230,7 +239,8 @@ class Worker:
         published = []
         for user_id, update in result.updates.items():
             key = user_id.encode()
-            self.states.put(key, encode_value(update.state.to_json()), update.record.partition, outbox)
+            self.states.put(key, encode_value(update.state.to_json()), update.record.partition, outbox,
+                            new=user_id in new_users)
             if update.recommendation is not None:
                 update.recommendation["published_ms"] = int(time.time() * 1000)
                 outbox.add(recommendations_topic, update.record.partition, key,
@@ -295,10 +305,11 @@ class Worker:
 
     # --- gauges ------------------------------------------------------------------
     async def _report_gauges(self) -> None:
-        try:
-            metrics.TABLE_KEYS.set(sum(1 for _ in self.user_state.keys()))
-        except Exception as e:  # the store may be mid-rebalance
-            log.debug("table size unavailable error=%r", e)
+        if not (self.app.rebalancing or getattr(self.app, "in_recovery", False)):  # after recovery wrote its keys
+            try:
+                metrics.TABLE_KEYS.set(self.states.key_count(self.assigned_partitions()))
+            except Exception as e:  # the store may be mid-rebalance
+                log.debug("table size unavailable error=%r", e)
         consumer = self.app.consumer
         metrics.CONSUMER_LAG.clear()  # partitions moved to another worker must not linger
         for tp in consumer.assignment():

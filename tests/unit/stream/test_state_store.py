@@ -1,0 +1,87 @@
+"""The user-state table adapter (stream.state_store) on real rocksdict databases, without Kafka."""
+
+import asyncio
+from types import SimpleNamespace
+
+import rocksdict
+
+from stream.outbox import Outbox, SentBatch
+from stream.state_store import PartitionedTable
+
+OFFSET_KEY = b"__faust\0offset__"
+
+
+class FakeData:
+    """The parts of Faust's RocksDB store the adapter uses: one database per partition."""
+
+    offset_key = OFFSET_KEY
+
+    def __init__(self, root):
+        self.root = root
+        self._dbs = {}
+        self._key_index = {}
+
+    def _db_for_partition(self, partition):
+        if partition not in self._dbs:
+            self._dbs[partition] = rocksdict.Rdict(str(self.root / f"p{partition}"),
+                                                   options=rocksdict.Options(raw_mode=True))
+        return self._dbs[partition]
+
+
+def table(tmp_path, wal=False):
+    fake = SimpleNamespace(data=FakeData(tmp_path), changelog_topic=SimpleNamespace(get_topic_name=lambda: "cl"))
+    app = SimpleNamespace(in_transaction=False)
+    return PartitionedTable(app, fake, write_ahead_log=wal)
+
+
+def outbox():
+    return Outbox(lambda partition: (None, None))
+
+
+def test_put_stores_locally_and_queues_the_changelog_record(tmp_path):
+    states = table(tmp_path)
+    box = outbox()
+    states.put(b"u1", b'{"history":[]}', 3, box, new=True)
+    assert states.get(b"u1", 3) == {"history": []} and states.get(b"u1", 2) is None
+    assert states.table.data._key_index[b"u1"] == 3
+    assert box._records == {("cl", 3): [(b"u1", b'{"history":[]}')]}
+    assert states._write_options is not None and not states.write_ahead_log
+
+
+def test_key_count_scans_once_then_counts_new_keys(tmp_path):
+    states = table(tmp_path)
+    db = states.table.data._db_for_partition(0)
+    for i in range(5):
+        db.put(b"user%d" % i, b"{}")
+    db.put(OFFSET_KEY, b"41")  # Faust's bookkeeping key is not a user
+    assert states.key_count([0, 1]) == 5
+    db.put(b"behind-its-back", b"{}")  # not through put: not counted until a rescan
+    states.put(b"user0", b"{}", 0, outbox(), new=False)
+    states.put(b"fresh", b"{}", 0, outbox(), new=True)
+    states.put(b"other", b"{}", 1, outbox(), new=True)
+    assert states.key_count([0, 1]) == 7
+    states.forget_key_counts()
+    assert states.key_count([0, 1]) == 8 and states.key_count([1]) == 1
+
+
+def test_changelog_offset_recorded_is_the_last_record_of_the_batch(tmp_path):
+    states = table(tmp_path)
+
+    async def scenario():
+        sent_future = asyncio.get_running_loop().create_future()
+        states.track([SentBatch("cl", 2, 4, sent_future), SentBatch("recommendations", 2, 4, sent_future)])
+        sent_future.set_result(SimpleNamespace(offset=100))
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert states.table.data._db_for_partition(2).get(OFFSET_KEY) == b"103"
+
+
+def test_without_the_wal_a_flush_keeps_the_writes(tmp_path):
+    states = table(tmp_path)
+    states.put(b"u", b"{}", 0, outbox(), new=True)
+    states.flush()
+    states.table.data._dbs[0].close()
+    reopened = rocksdict.Rdict(str(tmp_path / "p0"), options=rocksdict.Options(raw_mode=True))
+    assert reopened.get(b"u") == b"{}"
+    reopened.close()
