@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import orjson
+
 from models.feedback import EventType, event_weight
 from stream.errors import InvalidEvent
 
@@ -53,6 +55,12 @@ REASONS = (
 REQUIRED_FIELDS = ("user_id", "item_id", "event_type", "timestamp_ms")
 OPTIONAL_FIELDS = ("value", "context")
 EVENT_TYPES = tuple(t.value for t in EventType)
+_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
+_EVENT_TYPE = {**{t.value: t for t in EventType}, **{t: t for t in EventType}}  # members too: mappings may hold them
+# orjson reads integers beyond 64 bits as floats, which the stdlib keeps exact: a float
+# this large may be one of them.
+_INT64_SIZED = 9.2e18
+_TOO_LONG_ID = 10**MAX_ID_CHARS  # integer ids from here on have more than MAX_ID_CHARS digits
 
 ContextValue = str | int | float | bool | None
 
@@ -120,17 +128,9 @@ def parse_event(raw: bytes | bytearray | str | Mapping[str, Any], now_ms: int | 
     if isinstance(raw, (bytes, bytearray, str)):
         if len(raw) > MAX_RECORD_BYTES:
             raise InvalidEvent("too_large", f"record of {len(raw)} bytes exceeds {MAX_RECORD_BYTES}")
-        if isinstance(raw, (bytes, bytearray)):
-            try:
-                raw = bytes(raw).decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InvalidEvent("bad_encoding", f"not UTF-8: {e.reason} at byte {e.start}") from e
-        try:
-            data = json.loads(raw, parse_constant=_reject_constant)
-        except InvalidEvent:
-            raise
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise InvalidEvent("bad_json", str(e)[:200]) from e
+        data = _fast_loads(raw) if isinstance(raw, (bytes, bytearray)) else _NOT_FAST
+        if data is _NOT_FAST:
+            data = _stdlib_loads(raw)
     else:
         data = raw
     if not isinstance(data, Mapping):
@@ -138,52 +138,109 @@ def parse_event(raw: bytes | bytearray | str | Mapping[str, Any], now_ms: int | 
     return _validate(data, int(time.time() * 1000) if now_ms is None else now_ms)
 
 
+_NOT_FAST = object()
+
+
+def _fast_loads(raw: bytes | bytearray) -> Any:
+    """orjson's reading of ``raw``, or ``_NOT_FAST`` when only the stdlib's can be trusted.
+
+    orjson rejects everything the stdlib path turns into a specific reason (invalid
+    UTF-8, NaN and Infinity tokens, out-of-range floats, lone surrogates, syntax
+    errors) and reads the rest the same way, except integers beyond 64 bits (floats
+    for orjson) and nesting deeper than the stdlib's recursion limit: an object
+    holding floats that large, or containers below the context's level, is read
+    again by the stdlib. So the stdlib path still decides every rejection.
+    """
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _NOT_FAST
+    if type(data) is not dict:
+        return _NOT_FAST  # never an event: the stdlib's reason
+    for value in data.values():
+        kind = type(value)
+        if kind is float:
+            if not -_INT64_SIZED < value < _INT64_SIZED:
+                return _NOT_FAST
+        elif kind is dict:
+            for inner in value.values():
+                kind = type(inner)
+                if kind is dict or kind is list or (kind is float and not -_INT64_SIZED < inner < _INT64_SIZED):
+                    return _NOT_FAST
+        elif kind is list:
+            return _NOT_FAST
+    return data
+
+
+def _stdlib_loads(raw: bytes | bytearray | str) -> Any:
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidEvent("bad_encoding", f"not UTF-8: {e.reason} at byte {e.start}") from e
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except InvalidEvent:
+        raise
+    except (ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, or an integer past 4,300 digits
+        raise InvalidEvent("bad_json", str(e)[:200]) from e
+
+
 def _validate(data: Mapping[str, Any], now_ms: int) -> Event:
-    missing = [f for f in REQUIRED_FIELDS if f not in data or data[f] is None]
-    if missing:
+    get = data.get
+    user_id, item_id, etype, ts = get("user_id"), get("item_id"), get("event_type"), get("timestamp_ms")
+    if user_id is None or item_id is None or etype is None or ts is None:
+        missing = [f for f in REQUIRED_FIELDS if f not in data or data[f] is None]
         raise InvalidEvent("missing_field", f"missing {', '.join(missing)}")
-    unknown = sorted(str(k)[:MAX_CONTEXT_KEY_CHARS] for k in data if k not in REQUIRED_FIELDS + OPTIONAL_FIELDS)
-    if unknown:
+    if not _FIELDS.issuperset(data):
+        unknown = sorted(str(k)[:MAX_CONTEXT_KEY_CHARS] for k in data if k not in _FIELDS)
         raise InvalidEvent("unknown_field", f"unknown field(s) {', '.join(unknown[:5])}")
 
-    user_id = _check_id("user_id", data["user_id"])
-    item_id = _check_id("item_id", data["item_id"])
+    user_id = _check_id("user_id", user_id)
+    item_id = _check_id("item_id", item_id)
 
-    etype = data["event_type"]
     if not isinstance(etype, str):
         raise InvalidEvent("wrong_type", f"event_type must be a string, got {type(etype).__name__}")
-    if etype not in EVENT_TYPES:
+    event_type = _EVENT_TYPE.get(etype)
+    if event_type is None:
         raise InvalidEvent("unknown_event_type", f"event_type {etype[:40]!r} is not one of {', '.join(EVENT_TYPES)}")
 
-    ts = data["timestamp_ms"]
-    if isinstance(ts, bool) or not isinstance(ts, int):
+    if type(ts) is not int and (isinstance(ts, bool) or not isinstance(ts, int)):
         raise InvalidEvent("wrong_type", f"timestamp_ms must be an integer, got {type(ts).__name__}")
     if ts < MIN_TIMESTAMP_MS:
         raise InvalidEvent("bad_timestamp", f"timestamp_ms {ts} is before 2000-01-01 (seconds instead of ms?)")
     if ts > now_ms + MAX_FUTURE_SKEW_MS:
         raise InvalidEvent("bad_timestamp", f"timestamp_ms {ts} is more than a day in the future")
 
-    value = data.get("value")
+    value = get("value")
     if value is not None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if type(value) is not float and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InvalidEvent("wrong_type", f"value must be a number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer literal beyond any float: was an uncaught crash
+            raise InvalidEvent("bad_value", f"value must be finite and in [0, {MAX_VALUE:g}]") from None
         if not math.isfinite(value) or value < 0 or value > MAX_VALUE:
             raise InvalidEvent("bad_value", f"value {value} must be finite and in [0, {MAX_VALUE:g}]")
 
-    context = data.get("context")
+    context = get("context")
     if context is not None:
         context = _check_context(context)
 
-    return Event(user_id, item_id, EventType(etype), ts, value, context)
+    return Event(user_id, item_id, event_type, ts, value, context)
 
 
 def _check_id(name: str, value: Any) -> str:
+    if type(value) is str and 0 < len(value) <= MAX_ID_CHARS and value.isprintable() and value == value.strip():
+        return value  # the usual case, and what the checks below let through unchanged
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent("wrong_type", f"{name} must be a string or integer, got {type(value).__name__}")
     if isinstance(value, int):
+        # str() of an integer thousands of digits long raises (an uncaught crash before).
         if value < 0:
-            raise InvalidEvent("bad_id", f"{name} {value} is negative")
+            raise InvalidEvent("bad_id", f"{name} {value if value > -_TOO_LONG_ID else '(very long)'} is negative")
+        if value >= _TOO_LONG_ID:
+            raise InvalidEvent("bad_id", f"{name} must have 1 to {MAX_ID_CHARS} characters, got more")
         value = str(value)
     if not value or len(value) > MAX_ID_CHARS:
         raise InvalidEvent("bad_id", f"{name} must have 1 to {MAX_ID_CHARS} characters, got {len(value)}")
