@@ -44,3 +44,97 @@ def test_recency_weighted_mean_prefers_recent_and_pushes_away_skips():
     assert v[1] < 0 < v[0]
     assert recency_weighted_mean(np.stack([a]), np.array([-1.0])) is None
     assert recency_weighted_mean(np.zeros((0, 2), np.float32), np.zeros(0)) is None
+
+
+# --- fast (orjson) state bytes and the batched user vectors ---------------------------------
+
+import json  # noqa: E402
+
+from stream.state import recency_weighted_means  # noqa: E402
+
+
+def _random_state(rng: np.random.Generator, n: int, item=lambda k: f"i{k}") -> UserState:
+    s = UserState()
+    for k in range(n):
+        etype = ["play", "click", "skip", "like", "purchase"][int(rng.integers(0, 5))]
+        apply_event(s, item(int(rng.integers(0, 50))), etype, 1_767_225_600_000 + k,
+                    float(rng.uniform(0, 400)), offset=k, max_history=30)
+    s.embedding = rng.standard_normal(16).astype(np.float32)
+    s.model_version, s.last_recs = "content-v0", ["i1", "i2"]
+    return s
+
+
+def test_to_bytes_is_the_stdlib_json_of_to_json():
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 45):
+        s = _random_state(rng, n)
+        assert s.to_bytes() == json.dumps(s.to_json(), separators=(",", ":")).encode()
+    s.embedding = None
+    assert s.to_bytes() == json.dumps(s.to_json(), separators=(",", ":")).encode()
+
+
+def test_from_bytes_equals_from_json_of_the_stdlib_json():
+    rng = np.random.default_rng(4)
+    for s in (_random_state(rng, 12), _random_state(rng, 30, item=lambda k: f"träck-{k}-♪")):
+        stdlib = json.dumps(s.to_json(), separators=(",", ":")).encode()  # escapes non-ASCII
+        for raw in (stdlib, s.to_bytes(), bytearray(stdlib), stdlib.decode()):
+            back, ref = UserState.from_bytes(raw), UserState.from_json(json.loads(stdlib))
+            assert back.to_json() == ref.to_json() == s.to_json()
+            assert back.embedding.dtype == np.float32 and back.embedding.flags.writeable
+        assert json.loads(s.to_bytes()) == json.loads(stdlib)  # same JSON, UTF-8 instead of escapes
+    assert UserState.from_bytes(None) == UserState() == UserState.from_bytes(b"{}")
+
+
+def test_from_bytes_reads_what_only_the_stdlib_reads():
+    raw = b'{"history":[["i1","play",1,NaN]],"embedding":null,"counts":{"play":1},"last_offset":3}'
+    state = UserState.from_bytes(raw)
+    assert state.last_offset == 3 and state.history[0][:3] == ["i1", "play", 1] and np.isnan(state.history[0][3])
+
+
+def test_apply_event_accepts_members_and_names_and_rejects_unknown_types():
+    from models.feedback import EventType
+    s = UserState()
+    assert apply_event(s, "i1", EventType.LIKE, 1, None, offset=0)
+    assert apply_event(s, "i2", "like", 2, None, offset=1)
+    assert s.history == [["i1", "like", 1, 2.0], ["i2", "like", 2, 2.0]] and s.counts == {"like": 2}
+    with pytest.raises(ValueError):
+        apply_event(s, "i3", "zap", 3, None, offset=2)
+
+
+def _reference_means(vectors, positions, weights, bounds, half_life=10.0):
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        out.append(recency_weighted_mean(vectors[positions[a:b]], weights[a:b].astype(np.float32), half_life)
+                   if b > a else None)
+    return out
+
+
+@pytest.mark.parametrize("n_users", [1, 2, 3, 4, 5, 17, 120])
+def test_recency_weighted_means_equal_the_per_user_means(n_users):
+    rng = np.random.default_rng(n_users)
+    vectors = rng.standard_normal((300, 24)).astype(np.float32)
+    lengths = rng.integers(0, 60, n_users)
+    lengths[0] = 700 if n_users > 2 else lengths[0]  # longer than the cached decay table
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    positions = rng.integers(0, 300, bounds[-1])
+    weights = np.round(rng.uniform(-1, 3, bounds[-1]), 4)
+    if n_users > 1:
+        weights[bounds[1]:bounds[2]] = -1.0  # only skips: no vector
+    got = recency_weighted_means(vectors, positions, weights, bounds)
+    want = _reference_means(vectors, positions, weights, bounds)
+    assert [g is None for g in got] == [w is None for w in want]
+    for g, w in zip(got, want):
+        if w is not None:
+            assert g.dtype == np.float32 and g.shape == (24,)
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-6)
+    for half_life in (1.0, 37.5):
+        got = recency_weighted_means(vectors, positions, weights, bounds, half_life)
+        want = _reference_means(vectors, positions, weights, bounds, half_life)
+        for g, w in zip(got, want):
+            assert (g is None) == (w is None) and (w is None or np.abs(g - w).max() <= 1e-6)
+
+
+def test_recency_weighted_means_of_no_users_or_empty_histories():
+    vectors = np.eye(3, dtype=np.float32)
+    assert recency_weighted_means(vectors, np.zeros(0, np.int64), np.zeros(0), np.array([0])) == []
+    assert recency_weighted_means(vectors, np.zeros(0, np.int64), np.zeros(0), np.array([0, 0, 0])) == [None, None]
