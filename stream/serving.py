@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -22,11 +24,14 @@ import numpy as np
 
 from index import IndexConfig, build_index, load_index
 from models.bootstrap import BOOTSTRAP_VERSION, HashedContentEncoder
-from stream.state import recency_weighted_mean
+from stream.state import recency_weighted_means
 
 log = logging.getLogger(__name__)
 
 VERBS = {"play": "played", "click": "clicked", "like": "liked", "purchase": "bought", "skip": "skipped"}
+POPULAR = "popular right now"
+_item_of = itemgetter(0)
+_weight_of = itemgetter(3)
 
 
 class ContentEncoder(Protocol):
@@ -49,6 +54,52 @@ class Recommendation:
 
     def to_json(self) -> dict[str, Any]:
         return {"item_id": self.item_id, "score": round(self.score, 6), "reason": self.reason}
+
+
+@dataclass
+class Histories:
+    """The histories of a batch of users, flattened, from :meth:`ServingModel.histories`.
+
+    User ``u``'s rows are ``rows[bounds[u]:bounds[u + 1]]`` (``[item_id, type, ts,
+    weight]``, oldest first); ``positions`` and ``weights`` hold each row's item
+    position in the model (-1: unknown to it) and its weight.
+    """
+
+    rows: list[Sequence[Any]]
+    bounds: np.ndarray  # int64 (n_users + 1,)
+    positions: np.ndarray  # int64 (n_rows,)
+    weights: np.ndarray  # float64 (n_rows,)
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def consumed(self, user: int) -> set[str]:
+        """Item ids of user ``user``'s history (what ``UserState.consumed()`` returns)."""
+        return {h[0] for h in self.rows[self.bounds[user]:self.bounds[user + 1]]}
+
+    def known_positions(self, users: Sequence[int]) -> list[np.ndarray]:
+        """Per user of ``users``: the distinct known item positions of their history, sorted
+        (what :meth:`ServingModel.search` makes of ``consumed()``); one sort for a whole batch."""
+        edges = self.bounds.tolist()
+        if len(users) < 4:
+            out = []
+            for u in users:
+                mine = self.positions[edges[u]:edges[u + 1]]
+                out.append(np.unique(mine[mine >= 0]))
+            return out
+        users_arr = np.asarray(users, dtype=np.int64)
+        starts = self.bounds[users_arr]
+        lengths = self.bounds[users_arr + 1] - starts
+        first = np.cumsum(lengths) - lengths  # where each user's rows start among the selected
+        rows = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - first, lengths)
+        owner = np.repeat(np.arange(len(users), dtype=np.int64), lengths)
+        positions = self.positions[rows]
+        known = positions >= 0
+        span = int(positions.max(initial=0)) + 1
+        keys = np.unique(owner[known] * span + positions[known])
+        cuts = [0, *np.searchsorted(keys, np.arange(1, len(users), dtype=np.int64) * span).tolist(), len(keys)]
+        keys %= span
+        return [keys[a:b] for a, b in zip(cuts, cuts[1:])]
 
 
 @dataclass
@@ -112,38 +163,101 @@ class ServingModel:
         Items unknown to this version are ignored; a user whose history gives no
         positive signal gets ``None`` (served trending items instead).
         """
-        positions: list[np.ndarray] = []
-        weights: list[np.ndarray] = []
-        for history in histories:
-            rows = [(self.positions[h[0]], float(h[3])) for h in history if h[0] in self.positions]
-            positions.append(np.array([r[0] for r in rows], dtype=np.int64))
-            weights.append(np.array([r[1] for r in rows], dtype=np.float32))
+        return self.vectors_of(self.histories(histories))
+
+    def histories(self, histories: Sequence[Sequence[Sequence[Any]]]) -> Histories:
+        """Flatten a batch of histories and look their items up once (see :class:`Histories`)."""
+        rows = list(chain.from_iterable(histories))
+        bounds = np.zeros(len(histories) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, histories), dtype=np.int64, count=len(histories)), out=bounds[1:])
+        n = len(rows)
+        positions = np.fromiter(map(self.positions.get, map(_item_of, rows), repeat(-1)), dtype=np.int64, count=n)
+        weights = np.fromiter(map(_weight_of, rows), dtype=np.float64, count=n)
+        return Histories(rows, bounds, positions, weights)
+
+    def vectors_of(self, histories: Histories) -> list[np.ndarray | None]:
+        """:meth:`user_vectors` of already flattened histories."""
+        known = histories.positions >= 0
+        if known.all():
+            positions, weights, bounds = histories.positions, histories.weights, histories.bounds
+        else:
+            positions, weights = histories.positions[known], histories.weights[known]
+            bounds = np.concatenate([[0], np.cumsum(known)])[histories.bounds]
+        weights = weights.astype(np.float32)
         if self.user_encoder is not None:
-            out = self.user_encoder(positions, weights)
+            cuts = bounds[1:-1]
+            out = self.user_encoder(np.split(positions, cuts), np.split(weights, cuts))
             return [None if not np.isfinite(row).all() else row.astype(np.float32) for row in out]
-        return [recency_weighted_mean(self.vectors[p], w) if len(p) else None for p, w in zip(positions, weights)]
+        return recency_weighted_means(self.vectors, positions, weights, bounds)
 
     # --- retrieval ---------------------------------------------------------------
     def search(
         self, queries: np.ndarray, k: int, exclude: Sequence[set[str]]
     ) -> list[list[tuple[str, float]]]:
         """Top-``k`` (item id, score) per query row, never an excluded item; best first."""
-        if len(queries) == 0:
-            return []
-        if self.index is None:
-            return [[] for _ in range(len(queries))]
         excluded = [{self.positions[i] for i in ex if i in self.positions} for ex in exclude]
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, exclude=excluded)
-        return [
-            [(self.item_ids[int(i)], float(s)) for s, i in zip(srow, irow) if i >= 0]
-            for srow, irow in zip(scores, ids)
-        ]
+        ids = self.item_ids
+        return [[(ids[p], s) for p, s in zip(pos, scores)]
+                for pos, scores in zip(*self.search_positions(queries, k, excluded))]
+
+    def search_positions(
+        self, queries: np.ndarray, k: int, exclude: Sequence[np.ndarray | set[int]]
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """:meth:`search` by item positions: per query row, the positions found and their scores."""
+        if len(queries) == 0:
+            return [], []
+        if self.index is None:
+            return [[] for _ in range(len(queries))], [[] for _ in range(len(queries))]
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, exclude=list(exclude))
+        ids_rows, score_rows = ids.tolist(), scores.tolist()
+        for r, row in enumerate(ids_rows):
+            if row and min(row) < 0:  # fewer than k found: padded with -1
+                keep = [j for j, i in enumerate(row) if i >= 0]
+                ids_rows[r] = [row[j] for j in keep]
+                score_rows[r] = [score_rows[r][j] for j in keep]
+        return ids_rows, score_rows
+
+    def reasons(self, histories: Histories, users: Sequence[int], recommended: Sequence[Sequence[int]]
+                ) -> list[list[str]]:
+        """:meth:`explain`'s reasons for a batch: for each ``users[j]`` (a user of ``histories``),
+        one reason per item position of ``recommended[j]``.
+
+        The same products as :meth:`explain` (each user's recommended vectors times
+        their positive history's), so the same argmax, ties included; the vectors are
+        gathered once for the whole batch.
+        """
+        past = np.flatnonzero((histories.positions >= 0) & (histories.weights > 0))
+        past_edges = np.searchsorted(past, histories.bounds).tolist()
+        past_vecs = self.vectors[histories.positions[past]]
+        flat = list(chain.from_iterable(recommended))
+        rec_vecs = self.vectors[np.array(flat, dtype=np.int64)] if flat else self.vectors[:0]
+        past_rows = past.tolist()
+        rows, titles, cache = histories.rows, self.titles, {}
+        out: list[list[str]] = []
+        r0 = 0
+        for user, recs in zip(users, recommended):
+            r1 = r0 + len(recs)
+            a, b = past_edges[user], past_edges[user + 1]
+            if a == b or r0 == r1:
+                out.append([POPULAR] * len(recs))
+            else:
+                reasons = []
+                for j in (rec_vecs[r0:r1] @ past_vecs[a:b].T).argmax(axis=1).tolist():
+                    row = past_rows[a + j]
+                    reason = cache.get(row)
+                    if reason is None:
+                        h = rows[row]
+                        reason = cache[row] = f"because you {VERBS.get(h[1], 'chose')} {titles.get(h[0], h[0])}"
+                    reasons.append(reason)
+                out.append(reasons)
+            r0 = r1
+        return out
 
     def explain(self, recommended: list[tuple[str, float]], history: Sequence[Sequence[Any]]) -> list[Recommendation]:
         """Attach to each item the positive history item nearest to it ("because you played X")."""
         past = [h for h in history if h[0] in self.positions and float(h[3]) > 0]
         if not past or not recommended:
-            return [Recommendation(i, s, "popular right now") for i, s in recommended]
+            return [Recommendation(i, s, POPULAR) for i, s in recommended]
         past_vecs = self.vectors[[self.positions[h[0]] for h in past]]
         rec_vecs = self.vectors[[self.positions[i] for i, _ in recommended]]
         nearest = np.argmax(rec_vecs @ past_vecs.T, axis=1)
