@@ -7,12 +7,13 @@ state's JSON round trip, on the same generated data as
 script's Faust no-op agent it splits the worker's time between the framework
 and this project's own per-event work.
 
-    python bench/stream_logic.py [--quick] [--events N] [--out FILE]
+    python bench/stream_logic.py [--quick] [--events N] [--stdlib-json] [--gc-freeze] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -31,20 +32,29 @@ from stream.state import UserState  # noqa: E402
 from stream.trending import TrendingCounter  # noqa: E402
 
 
-def logic_rate(records: list[InRecord], processor: BatchProcessor, batch: int) -> dict[str, float]:
-    """Process ``records`` in batches of ``batch``; states go through JSON as in the table."""
+def logic_rate(records: list[InRecord], processor: BatchProcessor, batch: int,
+               stdlib_json: bool = False) -> dict[str, float]:
+    """Process ``records`` in batches of ``batch``; states go through JSON as in the table
+    (``UserState.to_bytes``/``from_bytes``, or the stdlib's ``json`` with ``stdlib_json``)."""
     store: dict[str, bytes] = {}
 
     def load(user_id: str, _record: InRecord) -> UserState:
+        return UserState.from_bytes(store.get(user_id))
+
+    def load_stdlib(user_id: str, _record: InRecord) -> UserState:
         raw = store.get(user_id)
         return UserState.from_json(json.loads(raw) if raw is not None else None)
 
+    def dump_stdlib(state: UserState) -> bytes:
+        return json.dumps(state.to_json(), separators=(",", ":")).encode()
+
+    loader, dump = (load_stdlib, dump_stdlib) if stdlib_json else (load, UserState.to_bytes)
     updates = 0
     started = time.perf_counter()
     for start in range(0, len(records), batch):
-        result = processor.process(records[start:start + batch], load)
+        result = processor.process(records[start:start + batch], loader)
         for user_id, update in result.updates.items():
-            store[user_id] = json.dumps(update.state.to_json(), separators=(",", ":")).encode()
+            store[user_id] = dump(update.state)
         updates += len(result.updates)
     seconds = time.perf_counter() - started
     return {"batch": batch, "events_per_s": round(len(records) / seconds, 1),
@@ -56,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50_000, help="Events per batch size.")
     parser.add_argument("--batches", default="1,5,50,500", help="Comma-separated batch sizes.")
     parser.add_argument("--quick", action="store_true", help="A short form: 5,000 events.")
+    parser.add_argument("--stdlib-json", action="store_true",
+                        help="States through the stdlib's json (UserState.to_json/from_json), as before orjson.")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after setup: full collections then skip the startup heap "
+                             "(torch, the generated data), as in a worker that freezes after loading.")
     parser.add_argument("--out", help="Write the figures as JSON here.")
     args = parser.parse_args(argv)
     n = 5_000 if args.quick else args.events
@@ -65,16 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     data = generate_demo_dataset(n_users=n_users, n_items=2000, events_per_user=n // n_users + 10, seed=1)
     records = [InRecord("events", 0, i, e["user_id"].encode(), json.dumps(e).encode(), 0)
                for i, e in enumerate(data.events[:n])]
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()
     rows = []
     print(f"{'batch':>6}{'events/s':>12}{'us/user update':>16}")
     for batch in (int(b) for b in args.batches.split(",")):
         processor = BatchProcessor(ModelHolder(bootstrap_model(data.items)), TrendingCounter(3600.0), 10, 200)
-        row = logic_rate(records, processor, batch)
+        row = logic_rate(records, processor, batch, stdlib_json=args.stdlib_json)
         rows.append(row)
         print(f"{row['batch']:>6}{row['events_per_s']:>12,.0f}{row['us_per_user_update']:>16,.0f}")
     m = machine()
     print(f"{len(records)} events of {n_users} users, 2,000 items, content-v0 model ({m['cores']} cores, {m['cpu']})")
     write_json(args.out, {"machine": m, "events": len(records), "users": n_users, "items": len(data.items),
+                          "state_json": "stdlib json" if args.stdlib_json else "orjson (UserState.to_bytes/from_bytes)",
+                          "gc_freeze": args.gc_freeze,
                           "model": "content-v0 (flat index, recency-weighted mean user vectors)", "rows": rows})
     return 0
 
