@@ -40,10 +40,6 @@ from stream.outbox import Outbox, SentBatch
 log = logging.getLogger(__name__)
 
 
-def encode_value(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
 class PartitionedTable:
     """Get and put JSON values of a RocksDB-backed Faust table by partition (see module docstring)."""
 
