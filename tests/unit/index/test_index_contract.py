@@ -121,6 +121,35 @@ def test_exclusion_keeps_exact_answer(clustered: Dataset) -> None:
         np.testing.assert_array_equal(ids[r], expected)
 
 
+def test_flat_exclusion_pads_when_too_few_items_remain_and_follows_mutations() -> None:
+    """The dense CPU path: rows short of ``k`` after exclusions are padded; add/remove refresh its id lookup."""
+    rng = np.random.default_rng(3)
+    items = rng.standard_normal((30, 8)).astype(np.float32)
+    ids = np.arange(100, 130, dtype=np.int64)
+    index = build_index(items, ids, IndexConfig(kind="flat"))
+    queries = rng.standard_normal((3, 8)).astype(np.float32)
+    exclude = [set(range(100, 110)) | {7, 10**12}, set(), set(ids.tolist())]
+
+    def expected(row: int, k: int, held: np.ndarray, vectors: np.ndarray) -> list[int]:
+        keep = ~np.isin(held, list(exclude[row]))
+        order = np.argsort(-(vectors[keep] @ queries[row]), kind="stable")[:k]
+        return held[keep][order].tolist()
+
+    scores, found = index.search(queries, 25, exclude=exclude)
+    assert found[0, :20].tolist() == expected(0, 25, ids, items)
+    assert (found[0, 20:] == NO_ID).all() and np.isneginf(scores[0, 20:]).all()
+    assert found[1].tolist() == expected(1, 25, ids, items)
+    assert (found[2] == NO_ID).all()
+
+    index.remove(ids[10:15])
+    extra = rng.standard_normal((5, 8)).astype(np.float32)
+    index.add(extra, np.arange(500, 505, dtype=np.int64))
+    held = np.concatenate([ids[:10], ids[15:], np.arange(500, 505)])
+    vectors = np.concatenate([items[:10], items[15:], extra])
+    _, found = index.search(queries[:1], 20, exclude=exclude[:1])
+    assert found[0].tolist() == expected(0, 20, held, vectors)
+
+
 def test_large_exclusion_sets_use_the_selector_path(built: VectorIndex, clustered: Dataset) -> None:
     k = 30
     _, deep = built.search(clustered.queries[:3], 1_500)
