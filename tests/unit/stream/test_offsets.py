@@ -28,6 +28,7 @@ class FakeConsumer:
         self._waiting_for_ack = None
         self._partitions = partitions
         self._earliest = earliest
+        self.earliest_requests = []
         if committed is not None:
             self._committed_offset[P0] = committed
 
@@ -35,6 +36,7 @@ class FakeConsumer:
         return {TP(TOPIC, p) for p in self._partitions}
 
     async def earliest_offsets(self, *tps):
+        self.earliest_requests.append(sorted(tp.partition for tp in tps))
         return {tp: self._earliest for tp in tps}
 
     def ack(self, *offsets):
@@ -109,6 +111,19 @@ def test_no_commit_yet_starts_at_the_earliest_offset():
     holes, reads = filler(consumer, store=set(range(100)))
     records, inserted = asyncio.run(holes.fill([record(4)]))
     assert [r.offset for r in records] == [3, 4] and reads == [(0, 3, 4)]
+
+
+def test_partitions_without_a_commit_ask_the_broker_once_per_batch():
+    # Each request waits for Faust's consumer thread to finish a fetch: one per partition
+    # held a fresh worker's first batch for seconds.
+    consumer = FakeConsumer(committed=None, partitions=(0, 1, 2), earliest=0)
+    holes, reads = filler(consumer, store=set(range(100)))
+    records, _ = asyncio.run(holes.fill([record(0, 0), record(1, 0)]))
+    assert consumer.earliest_requests == [[0, 1, 2]]  # partition 2 too, before its first record
+    assert [(r.partition, r.offset) for r in records] == [(0, 0), (0, 1)]
+    records, _ = asyncio.run(holes.fill([record(0, 1), record(2, 2), record(3, 1)]))
+    assert consumer.earliest_requests == [[0, 1, 2]]  # known partitions are not asked again
+    assert [(r.partition, r.offset) for r in records] == [(1, 0), (2, 0), (2, 1), (2, 2), (1, 1), (1, 2), (1, 3)]
 
 
 def test_acknowledge_skips_offsets_already_acknowledged_or_committed():
