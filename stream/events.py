@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
@@ -133,7 +134,7 @@ def parse_event(raw: bytes | bytearray | str | Mapping[str, Any], now_ms: int | 
             data = _stdlib_loads(raw)
     else:
         data = raw
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(data).__name__}")
     return _validate(data, int(time.time() * 1000) if now_ms is None else now_ms)
 
