@@ -7,13 +7,22 @@ call directly.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from stream.errors import ConfigError
 
+# Thread pools of the numeric libraries a worker loads (NumPy's and FAISS' OpenBLAS, two
+# OpenMP runtimes). Read when each library loads, so set before any is imported; idle
+# BLAS threads spin, and on 2 cores they took a core from the broker and the clients.
+WORKER_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 def main() -> None:
     """Entry point of the ``streamrec`` console script."""
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        for name, value in WORKER_THREAD_ENV.items():
+            os.environ.setdefault(name, value)  # an explicit setting wins
     try:
         from stream.app import app
         from stream.settings import get_settings
