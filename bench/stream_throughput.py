@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap server(s).")
     parser.add_argument("--events", type=int, default=200_000, help="Events in the pre-filled topic.")
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--batch-max-events", type=int, default=2000,
-                        help="The worker's STREAMREC_BATCH_MAX_EVENTS (its default is 500): records one "
-                             "fetch may return, so the most events one batch processes.")
+    parser.add_argument("--batch-max-events", type=int, default=None,
+                        help="The worker's STREAMREC_BATCH_MAX_EVENTS (default: the worker's own default): "
+                             "records one fetch may return, so the most events one batch processes.")
     parser.add_argument("--quick", action="store_true", help="A short form: 20,000 events.")
     parser.add_argument("--out", help="Write the figures as JSON here.")
     parser.add_argument("--profile", metavar="FILE",
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     n = 20_000 if args.quick else args.events
 
     root = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
-    settings = bench_settings(args.bootstrap, root, args.partitions, batch_max_events=args.batch_max_events)
+    overrides = {} if args.batch_max_events is None else {"batch_max_events": args.batch_max_events}
+    settings = bench_settings(args.bootstrap, root, args.partitions, **overrides)
     n_users = max(10, n // 40)
     data = generate_demo_dataset(n_users=n_users, n_items=2000, events_per_user=n // n_users + 10, seed=1)
     events = data.events[:n]
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "users": n_users,
         "items": len(data.items),
         "partitions": args.partitions,
-        "batch_max_events": args.batch_max_events,
+        "batch_max_events": settings.batch_max_events,
         "model": "content-v0 (flat index, recency-weighted mean user vectors)",
         "recommendations_published": published,
         "streamrec_events_per_s": round(rate, 1),
