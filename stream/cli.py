@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 
 from stream.errors import ConfigError
 
@@ -18,11 +19,17 @@ from stream.errors import ConfigError
 WORKER_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def limit_worker_threads(argv: list[str], environ: MutableMapping[str, str]) -> None:
+    """For the ``worker`` command, default the thread pools' variables to one thread
+    (an explicit setting wins)."""
+    if len(argv) > 1 and argv[1] == "worker":
+        for name, value in WORKER_THREAD_ENV.items():
+            environ.setdefault(name, value)
+
+
 def main() -> None:
     """Entry point of the ``streamrec`` console script."""
-    if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        for name, value in WORKER_THREAD_ENV.items():
-            os.environ.setdefault(name, value)  # an explicit setting wins
+    limit_worker_threads(sys.argv, os.environ)
     try:
         from stream.app import app
         from stream.settings import get_settings
