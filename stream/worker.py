@@ -178,8 +178,6 @@ class Worker:
         if self.holder.current is None:
             model = await asyncio.to_thread(bootstrap_model, list(self.catalog.values()))
             self._serve(model)
-            freeze_heap()
-            limit_thread_pools()
         self.catalog_ready.set()
 
     # --- model versions ---------------------------------------------------------------
@@ -192,7 +190,9 @@ class Worker:
         latest = announcements[-1]  # only the newest version matters
         version = str(latest.get("version", ""))
         current = self.holder.current
-        if not version or (current is not None and current.model_version == version) or version == self._loading:
+        serving = current.model_version if current is not None else None
+        del current  # a reference kept here would freeze the previous version after the swap
+        if not version or version == serving or version == self._loading:
             return
         self._loading = version
         try:
@@ -204,8 +204,6 @@ class Worker:
         finally:
             self._loading = None
         self._serve(model)
-        freeze_heap()  # after the previous version was let go, so it is collected, not frozen
-        limit_thread_pools()
 
     def _load_version(self, announcement: dict[str, Any]):
         """Load and verify an announced version in a thread, with the current catalogue added."""
@@ -223,11 +221,13 @@ class Worker:
         return model
 
     def _serve(self, model) -> None:
-        previous = self.holder.swap(model)
+        first = self.holder.swap(model) is None  # the previous version is let go here ...
         metrics.MODEL_INFO.clear()
         metrics.MODEL_INFO.labels(model.model_version, model.index_version).set(1)
         metrics.INDEX_ITEMS.set(model.n_items)
-        metrics.MODEL_SWAPS.labels("ok" if previous is not None else "initial").inc()
+        metrics.MODEL_SWAPS.labels("initial" if first else "ok").inc()
+        freeze_heap()  # ... so this collects it rather than freezing it
+        limit_thread_pools()  # a model may load libraries with pools of their own
 
     # --- the agent ---------------------------------------------------------------
     async def _agent(self, stream: faust.StreamT) -> Any:
