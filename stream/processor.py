@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import orjson
 
 from models.feedback import EventType, is_positive
 from stream.errors import InvalidEvent
 from stream.events import Event, parse_event
 from stream.serving import POPULAR, ModelHolder
-from stream.state import UserState, apply_event
+from stream.state import UserState, apply_event, dumps
 from stream.trending import TrendingCounter
 
 _POSITIVE = frozenset(t for t in EventType if is_positive(t))
@@ -197,9 +196,5 @@ class BatchProcessor:
 
 
 def encode_recommendation(recommendation: dict[str, Any]) -> bytes:
-    """A recommendation record's value: ``json.dumps(rec, separators=(",", ":")).encode()``'s JSON,
-    several times faster (non-ASCII as UTF-8 rather than ``\\u`` escapes)."""
-    try:
-        return orjson.dumps(recommendation)
-    except TypeError:  # what orjson cannot write (integers past 64 bits): the stdlib can
-        return json.dumps(recommendation, separators=(",", ":")).encode()
+    """A recommendation record's value: its compact JSON (:func:`stream.state.dumps`)."""
+    return dumps(recommendation)
