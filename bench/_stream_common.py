@@ -9,8 +9,8 @@ import time
 import uuid
 from pathlib import Path
 
-from stream.admin import ensure_topics
-from stream.local_worker import LocalWorker
+from stream.demo.local_worker import LocalWorker
+from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
 
 

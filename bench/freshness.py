@@ -27,9 +27,8 @@ from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from bench._stream_common import bench_settings, machine, start_worker, write_json  # noqa: E402
 from models.data.synthetic import generate_demo_dataset  # noqa: E402
-from stream.demo import publish_catalog  # noqa: E402
-from stream.kafka_config import aiokafka_options  # noqa: E402
-from stream.producer import EventProducer  # noqa: E402
+from stream.kafka.config import aiokafka_options  # noqa: E402
+from stream.kafka.producer import EventProducer, publish_catalog  # noqa: E402
 
 
 async def collect(settings, stop: threading.Event, out: list[tuple[dict, float]]) -> None:
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
     settings = bench_settings(args.bootstrap, root, args.partitions)
     data = generate_demo_dataset(n_users=2000, n_items=2000, events_per_user=5, seed=2)
-    publish_catalog(settings, data)
+    publish_catalog(settings, data.items)
     worker = start_worker(settings, root)
     received: list[tuple[dict, float]] = []
     stop = threading.Event()

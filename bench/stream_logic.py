@@ -1,6 +1,6 @@
 """Events per second of the worker's batch logic alone: no Kafka, no Faust, no RocksDB.
 
-``stream.processor.BatchProcessor`` (validation, state update, user vectors,
+``stream.serving.processor.BatchProcessor`` (validation, state update, user vectors,
 batched FAISS search with exclusion, reasons, recommendation records) and the
 state's JSON round trip, on the same generated data as
 ``bench/stream_throughput.py``, at several batch sizes. Together with that
@@ -26,10 +26,10 @@ import torch  # noqa: E402
 
 from bench._stream_common import machine, write_json  # noqa: E402
 from models.data.synthetic import generate_demo_dataset  # noqa: E402
-from stream.processor import BatchProcessor, InRecord  # noqa: E402
-from stream.serving import ModelHolder, bootstrap_model  # noqa: E402
-from stream.state import UserState  # noqa: E402
-from stream.trending import TrendingCounter  # noqa: E402
+from stream.core.state import UserState  # noqa: E402
+from stream.core.trending import TrendingCounter  # noqa: E402
+from stream.serving.model import ModelHolder, bootstrap_model  # noqa: E402
+from stream.serving.processor import BatchProcessor, InRecord  # noqa: E402
 
 
 def logic_rate(records: list[InRecord], processor: BatchProcessor, batch: int,

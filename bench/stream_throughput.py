@@ -29,9 +29,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
 from bench._stream_common import bench_settings, machine, print_profile, start_worker, wait_metric, write_json  # noqa: E402
 from models.data.synthetic import generate_demo_dataset  # noqa: E402
-from stream.demo import publish_catalog  # noqa: E402
-from stream.kafka_config import aiokafka_options  # noqa: E402
-from stream.producer import EventProducer  # noqa: E402
+from stream.kafka.config import aiokafka_options  # noqa: E402
+from stream.kafka.producer import EventProducer, publish_catalog  # noqa: E402
 
 
 async def bare_consumer_rate(settings, topic: str, total: int) -> float:
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     n_users = max(10, n // 40)
     data = generate_demo_dataset(n_users=n_users, n_items=2000, events_per_user=n // n_users + 10, seed=1)
     events = data.events[:n]
-    publish_catalog(settings, data)
+    publish_catalog(settings, data.items)
     with EventProducer(settings, linger_ms=20, batch_size=256 * 1024) as producer:
         report = producer.send_many(events, total=len(events), progress=True)
     print(f"pre-filled {settings.topic('events')} with {report.sent} events ({report.rate:,.0f}/s)")

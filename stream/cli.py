@@ -31,7 +31,7 @@ def main() -> None:
     """Entry point of the ``streamrec`` console script."""
     limit_worker_threads(sys.argv, os.environ)
     try:
-        from stream.app import app
+        from stream.runtime.app import app
         from stream.settings import get_settings
 
         # Faust's names for the levels.
@@ -42,7 +42,7 @@ def main() -> None:
     # Faust configures logging from --loglevel; STREAMREC_LOG_LEVEL is its default.
     if len(sys.argv) > 1 and sys.argv[1] == "worker" and not {"-l", "--loglevel"} & set(sys.argv):
         sys.argv += ["--loglevel", level]
-    import stream.commands  # noqa: F401  (registers the project's commands on Faust's CLI)
+    import stream.runtime.commands  # noqa: F401  (registers the project's commands on Faust's CLI)
 
     app.main()
 

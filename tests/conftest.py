@@ -108,8 +108,9 @@ def topics(settings) -> Iterator[dict[str, str]]:
     """The project's topics, created for this test and deleted after it."""
     import asyncio
 
-    from stream.admin import delete_topics, ensure_topics, project_topics
-    from stream.reader import end_offsets
+    from stream.core.topics import project_topics
+    from stream.kafka.admin import delete_topics, ensure_topics
+    from stream.kafka.reader import end_offsets
 
     specs = project_topics(settings)
     created = ensure_topics(settings)

@@ -7,13 +7,13 @@ import json
 import time
 from typing import Any, Callable
 
-from stream.local_worker import LocalWorker, settings_env  # noqa: F401  (re-exported for tests)
-from stream.reader import read_range
+from stream.demo.local_worker import LocalWorker, settings_env  # noqa: F401  (re-exported for tests)
+from stream.kafka.reader import read_range
 from stream.settings import Settings
 
 
 class WorkerProcess(LocalWorker):
-    """A ``streamrec worker`` subprocess for tests (see :class:`stream.local_worker.LocalWorker`)."""
+    """A ``streamrec worker`` subprocess for tests (see :class:`stream.demo.local_worker.LocalWorker`)."""
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3, what: str = "") -> Any:

@@ -25,12 +25,13 @@ from typing import Any, Iterator
 from kafka import KafkaAdminClient
 
 from models.data.synthetic import generate_demo_dataset
-from stream.admin import delete_topics, ensure_topics, project_topics
-from stream.demo import publish_catalog
-from stream.kafka_config import kafka_python_options
-from stream.local_worker import LocalWorker
-from stream.producer import EventProducer
-from stream.reader import end_offsets, read_range
+from stream.core.topics import project_topics
+from stream.demo.local_worker import LocalWorker
+from stream.kafka.admin import delete_topics, ensure_topics
+from stream.kafka.config import kafka_python_options
+from stream.kafka.producer import publish_catalog
+from stream.kafka.producer import EventProducer
+from stream.kafka.reader import end_offsets, read_range
 from stream.settings import Settings
 from tests.chaos.oracle import Expected, StateCheck, compare, latest_values, replay
 from tests.helpers import KAFKA_SH, free_port
@@ -83,7 +84,7 @@ def make_world(bootstrap: str, root: Path, partitions: int = 4, n_items: int = 1
                         app_id=f"streamrec-{prefix.rstrip('.')}", **options)
     ensure_topics(settings)
     data = generate_demo_dataset(n_users=n_users, n_items=n_items, events_per_user=events_per_user, seed=seed)
-    publish_catalog(settings, data)
+    publish_catalog(settings, data.items)
     return World(settings, root, [it["item_id"] for it in data.items], data)
 
 

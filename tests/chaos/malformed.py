@@ -1,7 +1,7 @@
 """A seeded generator of malformed event records, each with the dead-letter reasons it may get.
 
 Every kind the validation knows is covered (README, "The streaming core";
-``stream.events.REASONS``), plus unknown items and keys that differ from the
+``stream.core.events.REASONS``), plus unknown items and keys that differ from the
 user id. None carries ``context.seq``, so the oracle never counts one as valid.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from kafka import KafkaProducer
 
-from stream.kafka_config import kafka_python_options
+from stream.kafka.config import kafka_python_options
 from stream.settings import Settings
 
 Bad = tuple[bytes | None, bytes | None, frozenset[str]]  # key, value, acceptable reasons

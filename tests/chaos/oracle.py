@@ -1,6 +1,6 @@
 """The expected user state after a clean replay, written apart from ``stream/``.
 
-The worker's rule (README, "The streaming core"; ``stream/state.py``) is
+The worker's rule (README, "The streaming core"; ``stream/core/state.py``) is
 restated here from its specification so that a bug in the worker's rule, or in
 how the worker feeds it, cannot hide by being compared with itself:
 

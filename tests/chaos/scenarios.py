@@ -237,8 +237,8 @@ CORRUPTIONS = {
 def corrupt_artifacts(bootstrap: str, root: Path, kinds: tuple[str, ...] = tuple(CORRUPTIONS)) -> Outcome:
     """Announce corrupted copies of a real trained version: each refused, the served version kept."""
     from models.train.config import TrainConfig
-    from stream.producer import EventProducer
-    from stream.trainer import announce, train_once
+    from stream.kafka.producer import EventProducer
+    from stream.trainer.run import announce, train_once
 
     started = time.perf_counter()
     outcome = Outcome()
@@ -317,7 +317,7 @@ def _random_id(rng: random.Random, known: list[str]) -> str:
 
 K_VALUES = ("", "0", "1", "5", "100", "101", "1000", "-1", "abc", "1e3", "1.5", "99999999999", "\u0663", "%00",
             " 5", "5 ", "0x10", "+3", "\uff15", "%FF", "1%00")
-# Characters str.isdigit() accepts but int() refuses: stream/web.py parse_k answers 500 for them.
+# Characters str.isdigit() accepts but int() refuses: stream/runtime/web.py parse_k answers 500 for them.
 K_DIGIT_LOOKALIKES = ("\u00b2", "\u00b3", "\u2460", "1\u00b2")
 
 
@@ -330,7 +330,7 @@ def http_input(bootstrap: str, root: Path, requests: int = 1500, seed: int = 7,
     rng = random.Random(seed)
     started = time.perf_counter()
     with one_worker(bootstrap, root, n_users=20, events_per_user=5) as (world, worker):
-        from stream.producer import EventProducer
+        from stream.kafka.producer import EventProducer
 
         with EventProducer(world.settings) as producer:
             producer.send_many(world.dataset.events, strict=True)

@@ -7,10 +7,10 @@ from collections import defaultdict
 import pytest
 
 from models.feedback import EventType
-from stream.admin import EVENTS
-from stream.events import Event, parse_event
-from stream.producer import EventProducer
-from stream.reader import end_offsets, read_range
+from stream.core.events import Event, parse_event
+from stream.core.topics import EVENTS
+from stream.kafka.producer import EventProducer
+from stream.kafka.reader import end_offsets, read_range
 
 pytestmark = pytest.mark.kafka
 

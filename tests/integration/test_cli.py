@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.admin import EVENTS, ITEMS
-from stream.reader import read_range
+from stream.core.topics import EVENTS, ITEMS
+from stream.kafka.reader import read_range
 
 STREAMREC = Path(sys.executable).parent / "streamrec"
 COMMANDS = ["worker", "create-topics", "produce", "replay", "demo", "settings"]

@@ -1,7 +1,7 @@
 """The Grafana dashboard queries metrics the worker and the trainer really export.
 
 The worker's names are read from a live worker's ``/metrics``; the trainer's
-from its registry (``stream/trainer_metrics.py``). The layout checks need no
+from its registry (``stream/trainer/metrics.py``). The layout checks need no
 broker.
 """
 
@@ -134,9 +134,9 @@ def test_dashboard_queries_parse():
 
 def test_trainer_panels_name_metrics_the_trainer_exports():
     try:
-        from stream import trainer_metrics
+        from stream.trainer import metrics as trainer_metrics
     except ImportError:
-        pytest.skip("stream/trainer_metrics.py does not exist yet: the trainer's panels are not checked")
+        pytest.skip("stream/trainer/metrics.py does not exist yet: the trainer's panels are not checked")
     exported = exported_names(trainer_metrics.REGISTRY.collect())
     wanted = {name for _, expr in queries(dashboard()) for name in metric_names(expr)
               if name.startswith("streamrec_trainer_")}
@@ -153,8 +153,9 @@ def worker_with_catalog(kafka_bootstrap: str, root: Path, data, partitions: int 
 
     Yields ``(settings, worker)``.
     """
-    from stream.admin import delete_topics, ensure_topics, project_topics
-    from stream.demo import publish_catalog
+    from stream.core.topics import project_topics
+    from stream.kafka.admin import delete_topics, ensure_topics
+    from stream.kafka.producer import publish_catalog
     from stream.settings import Settings
     from tests.helpers import free_port
     from tests.worker_harness import WorkerProcess
@@ -164,7 +165,7 @@ def worker_with_catalog(kafka_bootstrap: str, root: Path, data, partitions: int 
                         data_dir=root / "state", artifacts_dir=root / "artifacts", web_port=free_port(),
                         app_id=f"streamrec-{prefix.rstrip('.')}", **settings_fields)
     ensure_topics(settings)
-    publish_catalog(settings, data)
+    publish_catalog(settings, data.items)
     worker = WorkerProcess(settings, root / "worker.log").start()
     try:
         yield settings, worker

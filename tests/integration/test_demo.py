@@ -2,7 +2,7 @@
 
 import pytest
 
-from stream.demo import run_demo
+from stream.demo.load import run_demo
 
 pytestmark = pytest.mark.kafka
 
@@ -25,7 +25,7 @@ def test_demo_produces_and_reads_back_everything(settings):
 
 
 def test_live_demo_shows_recommendations_that_follow_new_events(settings):
-    from stream.live_demo import run_live_demo
+    from stream.demo.live import run_live_demo
 
     lines: list[str] = []
     result = run_live_demo(settings, lines.append, n_users=60, n_items=60, events_per_user=12, epochs=2)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from stream.events import REASONS
+from stream.core.events import REASONS
 import yaml
 
 from tests.helpers import REPO, free_port
@@ -38,7 +38,7 @@ pytestmark = [
                        "deploy/prometheus/install.sh installs Debian's package"),
 ]
 
-# Invalid records, by the reason the worker must give (stream/events.py REASONS).
+# Invalid records, by the reason the worker must give (stream/core/events.py REASONS).
 BAD = {
     "bad_json": [b"{not json", b"[1, 2"],
     "unknown_event_type": [json.dumps({"user_id": "mallory", "item_id": "i1", "event_type": "zap",
@@ -156,8 +156,8 @@ def stack(kafka_bootstrap, tmp_path_factory):
 def send_round(settings, items: list[str], round_no: int) -> None:
     from kafka import KafkaProducer
 
-    from stream.kafka_config import kafka_python_options
-    from stream.producer import EventProducer
+    from stream.kafka.config import kafka_python_options
+    from stream.kafka.producer import EventProducer
 
     now = int(time.time() * 1000)
     with EventProducer(settings) as producer:

@@ -3,8 +3,9 @@
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from stream.admin import ITEMS, admin_client, ensure_topics, project_topics
+from stream.core.topics import ITEMS, project_topics
 from stream.errors import TopicError
+from stream.kafka.admin import admin_client, ensure_topics
 from stream.settings import Settings
 
 pytestmark = pytest.mark.kafka

@@ -9,9 +9,9 @@ import urllib.parse
 import pytest
 
 from models.data.synthetic import generate_demo_dataset
-from stream.admin import ensure_topics
-from stream.demo import publish_catalog
-from stream.producer import EventProducer
+from stream.kafka.admin import ensure_topics
+from stream.kafka.producer import publish_catalog
+from stream.kafka.producer import EventProducer
 from tests.worker_harness import WorkerProcess, recommendations_for, topic_json, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -36,7 +36,7 @@ def world(kafka_bootstrap, tmp_path_factory, data):
                         data_dir=root / "state", artifacts_dir=root / "artifacts", web_port=free_port(),
                         app_id=f"streamrec-{prefix.rstrip('.')}", top_k=5)
     ensure_topics(settings)
-    publish_catalog(settings, data)
+    publish_catalog(settings, data.items)
     worker = WorkerProcess(settings, root / "worker.log").start()
     yield settings, worker
     worker.stop()

@@ -11,11 +11,11 @@ import pytest
 
 from models.data.synthetic import generate_demo_dataset
 from models.train.config import TrainConfig
-from stream.admin import ensure_topics
-from stream.demo import publish_catalog
-from stream.producer import EventProducer
+from stream.kafka.admin import ensure_topics
+from stream.kafka.producer import publish_catalog
+from stream.kafka.producer import EventProducer
 from stream.settings import Settings
-from stream.trainer import latest_announcement, train_once
+from stream.trainer.run import latest_announcement, train_once
 from tests.helpers import free_port
 from tests.worker_harness import WorkerProcess, recommendations_for, wait_for
 
@@ -42,7 +42,7 @@ def history_length(worker: WorkerProcess, user: str) -> int | None:
 def test_state_survives_restarts_exactly_once(kafka_bootstrap, tmp_path, data):
     settings = make_settings(kafka_bootstrap, tmp_path, processing_guarantee="exactly_once")
     ensure_topics(settings)
-    publish_catalog(settings, data)
+    publish_catalog(settings, data.items)
     events = [e for e in data.events if e["user_id"] == data.user_ids[0]]
     user = events[0]["user_id"]
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
@@ -70,7 +70,7 @@ def test_state_survives_restarts_exactly_once(kafka_bootstrap, tmp_path, data):
 def test_second_worker_takes_partitions_with_their_state(kafka_bootstrap, tmp_path, data):
     settings = make_settings(kafka_bootstrap, tmp_path)
     ensure_topics(settings)
-    publish_catalog(settings, data)
+    publish_catalog(settings, data.items)
     first = WorkerProcess(settings, tmp_path / "a.log").start()
     second = None
     try:
@@ -107,7 +107,7 @@ def test_second_worker_takes_partitions_with_their_state(kafka_bootstrap, tmp_pa
 def test_trainer_publishes_and_worker_swaps_without_pausing(kafka_bootstrap, tmp_path, data):
     settings = make_settings(kafka_bootstrap, tmp_path)
     ensure_topics(settings)
-    publish_catalog(settings, data)
+    publish_catalog(settings, data.items)
     with EventProducer(settings) as producer:
         producer.send_many(data.events)
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()

@@ -342,12 +342,12 @@ def test_alert_rules_pass_their_unit_tests():
 
 
 def test_every_alert_is_unit_tested_labelled_and_names_real_metrics():
-    from stream import metrics
+    from stream.runtime import metrics
     from tests.integration.test_dashboard import exported_names, metric_names
 
     known = exported_names(metrics.REGISTRY.collect()) | {"up"}
     try:
-        from stream import trainer_metrics
+        from stream.trainer import metrics as trainer_metrics
     except ImportError:
         trainer_metrics = None
     if trainer_metrics is not None:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from stream.producer import read_event_file
+from stream.kafka.producer import read_event_file
 
 EVENTS = [
     {"user_id": "u1", "item_id": "i1", "event_type": "click", "timestamp_ms": 1_767_225_600_000},

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from models.feedback import EventType
 from stream.errors import InvalidEvent
-from stream.events import (
+from stream.core.events import (
     MAX_RECORD_BYTES,
     MIN_TIMESTAMP_MS,
     REASONS,

@@ -6,7 +6,8 @@ import pytest
 from pydantic import SecretStr
 
 from stream.errors import ConfigError
-from stream.kafka_config import aiokafka_options, faust_broker_options, kafka_python_options
+from stream.kafka.config import aiokafka_options, kafka_python_options
+from stream.runtime.app import faust_broker_options
 from stream.settings import Settings, get_settings
 
 PASSWORD = "s3cr3t-Pa55word"
@@ -133,11 +134,11 @@ def test_topic_names_use_the_prefix():
 
 
 def test_group_timeouts_reach_faust_and_are_checked(env):
-    from stream.app import create_app
+    from stream.runtime.app import create_app
 
     env.setenv("STREAMREC_GROUP_SESSION_TIMEOUT_S", "8")
     env.setenv("STREAMREC_GROUP_HEARTBEAT_INTERVAL_S", "2")
-    get_settings.cache_clear()  # importing stream.app read the settings before these were set
+    get_settings.cache_clear()  # importing stream.runtime.app read the settings before these were set
     app = create_app(get_settings())
     assert app.conf.broker_session_timeout == 8.0 and app.conf.broker_heartbeat_interval == 2.0
     get_settings.cache_clear()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from models.data.synthetic import TOPICS, generate_demo_dataset
-from stream.events import parse_event
+from stream.core.events import parse_event
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import torch
 from models.train.config import TrainConfig
 from models.train.data import epoch_batches, make_windows
 from models.train.demo import demo_split
-from models.train.losses import bce_loss, full_softmax_loss, in_batch_log_q, sampled_softmax_loss
 from models.train.loop import train_two_tower
+from models.train.losses import bce_loss, full_softmax_loss, in_batch_log_q, sampled_softmax_loss
 from models.train.metrics import rank_metrics
 
 
@@ -111,8 +111,8 @@ def test_config_validation_and_json() -> None:
 
 
 def test_recommender_adapter_registered(split) -> None:
-    from models.evaluate.registry import available_models, make_model
     import models.train.recommender  # noqa: F401
+    from models.evaluate.registry import available_models, make_model
 
     assert {"two_tower_mean", "two_tower_gru", "two_tower_cnn", "two_tower_sasrec"} <= set(available_models())
     model = make_model("two_tower_mean", epochs=1, max_len=10, dim=8)

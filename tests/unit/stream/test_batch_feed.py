@@ -1,4 +1,4 @@
-"""The batch feed (stream.batch_feed) and the outbox (stream.outbox), on fake Faust and aiokafka objects.
+"""The batch feed (stream.runtime.batch_feed) and the outbox (stream.runtime.outbox), on fake Faust and aiokafka objects.
 
 The real thing runs in every worker of the integration and chaos tests; these pin
 the bookkeeping: what goes to the batch handler and what to Faust, and that
@@ -13,9 +13,9 @@ import pytest
 from aiokafka import TopicPartition as TP
 from aiokafka.record.memory_records import MemoryRecords
 
-from stream import outbox as outbox_module
-from stream.batch_feed import BatchFeed
-from stream.outbox import Outbox
+from stream.runtime import outbox as outbox_module
+from stream.runtime.batch_feed import BatchFeed
+from stream.runtime.outbox import Outbox
 
 TOPIC = "events"
 

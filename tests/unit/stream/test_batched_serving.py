@@ -8,10 +8,10 @@ import orjson
 import pytest
 
 from models.data.synthetic import generate_demo_dataset
-from stream.processor import BatchProcessor, InRecord, encode_recommendation
-from stream.serving import VERBS, ModelHolder, ServingModel, bootstrap_model
-from stream.state import UserState, recency_weighted_mean
-from stream.trending import TrendingCounter
+from stream.core.state import UserState, recency_weighted_mean
+from stream.core.trending import TrendingCounter
+from stream.serving.model import VERBS, ModelHolder, ServingModel, bootstrap_model
+from stream.serving.processor import BatchProcessor, InRecord, encode_recommendation
 
 NOW = 1_767_300_000_000
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from stream.core.events import _reject_constant, _validate, parse_event
 from stream.errors import InvalidEvent
-from stream.events import _reject_constant, _validate, parse_event
 
 NOW = 1_790_000_000_000
 BASE = {"user_id": "u1", "item_id": "i9", "event_type": "play", "timestamp_ms": NOW - 1000, "value": 95.5,

@@ -1,4 +1,4 @@
-from stream import local_state
+from stream.runtime import local_state
 
 
 def killed_run(tabledir):

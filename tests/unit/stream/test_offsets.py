@@ -1,5 +1,5 @@
-"""The commit fixes (stream.faust_fixes), the hole filler (stream.holes) and the batch feed's
-acknowledgements (stream.batch_feed.acknowledge), on fake consumer state."""
+"""The commit fixes (stream.runtime.faust_fixes), the hole filler (stream.runtime.holes) and the batch feed's
+acknowledgements (stream.runtime.batch_feed.acknowledge), on fake consumer state."""
 
 import asyncio
 from collections import defaultdict
@@ -7,10 +7,10 @@ from collections import defaultdict
 from aiokafka import TopicPartition as TP
 from intervaltree import IntervalTree
 
-from stream import faust_fixes
-from stream.batch_feed import acknowledge
-from stream.holes import HoleFiller
-from stream.processor import InRecord
+from stream.runtime import faust_fixes
+from stream.runtime.batch_feed import acknowledge
+from stream.runtime.holes import HoleFiller
+from stream.serving.processor import InRecord
 
 TOPIC = "events"
 P0 = TP(TOPIC, 0)

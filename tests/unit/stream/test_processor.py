@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from models.data.synthetic import generate_demo_dataset
-from stream.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM, BatchProcessor, InRecord, dead_letter_record
-from stream.serving import ModelHolder, bootstrap_model
-from stream.state import UserState
-from stream.trending import TrendingCounter
+from stream.core.state import UserState
+from stream.core.trending import TrendingCounter
+from stream.serving.model import ModelHolder, bootstrap_model
+from stream.serving.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM, BatchProcessor, InRecord, dead_letter_record
 
 NOW = 1_767_300_000_000
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stream.state import UserState, apply_event, recency_weighted_mean
+from stream.core.state import UserState, apply_event, recency_weighted_mean
 
 
 def test_apply_event_appends_counts_and_dedupes_by_offset():
@@ -50,7 +50,7 @@ def test_recency_weighted_mean_prefers_recent_and_pushes_away_skips():
 
 import json  # noqa: E402
 
-from stream.state import recency_weighted_means  # noqa: E402
+from stream.core.state import recency_weighted_means  # noqa: E402
 
 
 def _random_state(rng: np.random.Generator, n: int, item=lambda k: f"i{k}") -> UserState:

@@ -1,12 +1,12 @@
-"""The user-state table adapter (stream.state_store) on real rocksdict databases, without Kafka."""
+"""The user-state table adapter (stream.runtime.state_store) on real rocksdict databases, without Kafka."""
 
 import asyncio
 from types import SimpleNamespace
 
 import rocksdict
 
-from stream.outbox import Outbox, SentBatch
-from stream.state_store import PartitionedTable
+from stream.runtime.outbox import Outbox, SentBatch
+from stream.runtime.state_store import PartitionedTable
 
 OFFSET_KEY = b"__faust\0offset__"
 

@@ -12,7 +12,7 @@ PROBE = """
 from threadpoolctl import threadpool_info
 import numpy, faiss, torch  # every pool a worker loads
 before = max(p["num_threads"] for p in threadpool_info())
-from stream.worker import limit_thread_pools
+from stream.runtime.worker import limit_thread_pools
 limit_thread_pools()
 print(before, max(p["num_threads"] for p in threadpool_info()))
 """

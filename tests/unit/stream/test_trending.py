@@ -1,6 +1,6 @@
 import pytest
 
-from stream.trending import TrendingCounter
+from stream.core.trending import TrendingCounter
 
 HOUR = 3_600_000
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from stream.users_index import UserVectors
+from stream.serving.users_index import UserVectors
 
 
 def unit(*v):

@@ -3,7 +3,7 @@
 import gc
 import weakref
 
-from stream.worker import freeze_heap
+from stream.runtime.worker import freeze_heap
 
 
 class Node:

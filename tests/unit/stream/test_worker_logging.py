@@ -1,7 +1,7 @@
 import asyncio
 import logging
 
-from stream.worker import Worker
+from stream.runtime.worker import Worker
 
 
 class SpinnerHandler(logging.Handler):  # named like faust.utils.terminal's

@@ -1,6 +1,6 @@
 """One micro-batch of event records in, user states and recommendations out.
 
-Pure logic, no Kafka: the Faust agent (``stream/worker.py``) feeds it the
+Pure logic, no Kafka: the Faust agent (``stream/runtime/worker.py``) feeds it the
 records of a batch and writes back what it returns, and tests call it directly.
 Per batch: every record is validated (bad ones come back as dead letters with
 a reason), applied to its user's state (redeliveries recognised by offset and
@@ -23,15 +23,15 @@ from typing import Any, Callable
 import numpy as np
 
 from models.feedback import EventType, is_positive
+from stream.core.events import Event, parse_event
+from stream.core.state import UserState, apply_event, dumps
+from stream.core.trending import TrendingCounter
 from stream.errors import InvalidEvent
-from stream.events import Event, parse_event
-from stream.serving import POPULAR, ModelHolder
-from stream.state import UserState, apply_event, dumps
-from stream.trending import TrendingCounter
+from stream.serving.model import POPULAR, ModelHolder
 
 _POSITIVE = frozenset(t for t in EventType if is_positive(t))
 
-# Reasons the worker adds to the schema's (stream.events.REASONS).
+# Reasons the worker adds to the schema's (stream.core.events.REASONS).
 UNKNOWN_ITEM = "unknown_item"
 KEY_MISMATCH = "key_mismatch"
 NO_MODEL = "no_model"
@@ -196,5 +196,5 @@ class BatchProcessor:
 
 
 def encode_recommendation(recommendation: dict[str, Any]) -> bytes:
-    """A recommendation record's value: its compact JSON (:func:`stream.state.dumps`)."""
+    """A recommendation record's value: its compact JSON (:func:`stream.core.state.dumps`)."""
     return dumps(recommendation)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.kafka_config import aiokafka_options
+from stream.kafka.config import aiokafka_options
 from stream.settings import Settings
 
 

@@ -10,7 +10,7 @@ is removed when it stops cleanly. Finding it at start means the last run did
 not stop cleanly, and under ``exactly_once`` the local tables are deleted, so
 Faust restores them from the committed changelog. Under ``at_least_once`` the
 changelog is allowed to lag the database, and redelivered events rewrite it
-(see ``stream.processor``), so local state is kept.
+(see ``stream.serving.processor``), so local state is kept.
 """
 
 from __future__ import annotations

@@ -18,13 +18,13 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream import metrics
+from stream.core.events import _check_id
+from stream.core.state import UserState
 from stream.errors import InvalidEvent
-from stream.events import _check_id
-from stream.state import UserState
+from stream.runtime import metrics
 
 if TYPE_CHECKING:
-    from stream.worker import Worker
+    from stream.runtime.worker import Worker
 
 
 class BadRequest(Exception):

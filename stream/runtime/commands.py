@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from faust.cli import AppCommand, argument, option
 
-from stream.app import app
+from stream.runtime.app import app
 from stream.settings import get_settings
 
 
@@ -28,7 +28,7 @@ async def settings(self: AppCommand) -> None:
 @app.command()
 async def create_topics(self: AppCommand) -> None:
     """Create the project's topics (idempotent; checks partition counts of existing ones)."""
-    from stream.admin import ensure_topics
+    from stream.kafka.admin import ensure_topics
 
     for topic, state in ensure_topics(get_settings()).items():
         _echo(f"{topic}: {state}")
@@ -51,9 +51,9 @@ async def produce(self: AppCommand, n_events: int, users: int | None, items: int
                   rate: float | None, catalog: bool, rebase: bool) -> None:
     """Send N events from the generated data set to the events topic."""
     from models.data.synthetic import generate_demo_dataset
-    from stream.admin import ensure_topics
-    from stream.demo import publish_catalog
-    from stream.producer import EventProducer
+    from stream.kafka.admin import ensure_topics
+    from stream.kafka.producer import publish_catalog
+    from stream.kafka.producer import EventProducer
 
     settings = get_settings()
     ensure_topics(settings)
@@ -69,7 +69,7 @@ async def produce(self: AppCommand, n_events: int, users: int | None, items: int
         shift = int(time.time() * 1000) - events[-1]["timestamp_ms"]
         events = [{**e, "timestamp_ms": e["timestamp_ms"] + shift} for e in events]
     if catalog:
-        _echo(f"published {publish_catalog(settings, dataset)} items to {settings.topic('items')}")
+        _echo(f"published {publish_catalog(settings, dataset.items)} items to {settings.topic('items')}")
     with EventProducer(settings) as producer:
         report = producer.send_many(events, rate=rate, total=len(events), progress=True, strict=True)
     _echo(f"sent {report.sent} events to {producer.topic} in {report.seconds:.1f}s ({report.rate:,.0f}/s)")
@@ -87,7 +87,7 @@ async def produce(self: AppCommand, n_events: int, users: int | None, items: int
 async def replay(self: AppCommand, file: Path, rate: float | None, rebase: bool, strict: bool) -> None:
     """Send the events of FILE (JSON lines or CSV) in file order: streamrec replay FILE."""
     from stream.errors import InvalidEvent
-    from stream.producer import EventProducer, read_event_file
+    from stream.kafka.producer import EventProducer, read_event_file
 
     path = file
     total = sum(1 for line in path.open(encoding="utf-8", errors="replace") if line.strip())
@@ -115,7 +115,7 @@ async def replay(self: AppCommand, file: Path, rate: float | None, rebase: bool,
 )
 async def demo(self: AppCommand, users: int, items: int, events_per_user: int, seed: int, epochs: int) -> None:
     """The main job: events through Kafka, a live worker, a trained model, fresh recommendations."""
-    from stream.live_demo import run_live_demo
+    from stream.demo.live import run_live_demo
 
     settings = get_settings()
     _echo(f"streamrec demo against {', '.join(settings.kafka_bootstrap)}")
@@ -163,7 +163,7 @@ def _train_config(tower: str, epochs: int, content: str):
 async def train(self: AppCommand, tower: str, epochs: int, content: str, margin: float, publish: bool,
                 warm_start: bool) -> None:
     """Train once on a snapshot of the topics; publish the version if it is not worse."""
-    from stream.trainer import train_once
+    from stream.trainer.run import train_once
 
     run = await asyncio.to_thread(train_once, get_settings(), _train_config(tower, epochs, content), margin,
                                   publish=publish, warm_start=warm_start)
@@ -178,9 +178,9 @@ async def train(self: AppCommand, tower: str, epochs: int, content: str, margin:
 async def trainer(self: AppCommand, every: str, runs: int | None, tower: str, epochs: int, content: str,
                   margin: float, publish: bool, warm_start: bool) -> None:
     """Train periodically (streamrec trainer --every 10m); each run as `streamrec train`."""
-    from stream.trainer import train_once
+    from stream.trainer.run import train_once
 
-    from stream import trainer_metrics
+    from stream.trainer import metrics as trainer_metrics
 
     settings = get_settings()
     interval = parse_duration(every)

@@ -6,16 +6,35 @@ level ``app`` is what ``streamrec worker`` (Faust's own CLI) runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import faust
 
-from stream import faust_fixes
-from stream.kafka_config import faust_broker_options
+from stream.kafka.config import sasl_password, ssl_context
+from stream.runtime import faust_fixes
 from stream.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from stream.worker import Worker
+    from stream.runtime.worker import Worker
+
+
+def faust_broker_options(settings: Settings) -> dict[str, Any]:
+    """``broker`` and ``broker_credentials`` for :class:`faust.App`."""
+    context = ssl_context(settings)
+    credentials: faust.types.auth.CredentialsT | None = None
+    if settings.uses_sasl:
+        credentials = faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=sasl_password(settings),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    elif context is not None:
+        credentials = faust.SSLCredentials(context)
+    return {
+        "broker": [f"kafka://{server}" for server in settings.kafka_bootstrap],
+        "broker_credentials": credentials,
+    }
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -40,7 +59,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        # The worker's micro-batch is one fetch (stream.batch_feed): this bounds its size.
+        # The worker's micro-batch is one fetch (stream.runtime.batch_feed): this bounds its size.
         broker_max_poll_records=settings.batch_max_events,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_heartbeat_interval=settings.group_heartbeat_interval_s,
@@ -50,8 +69,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
 def create_worker_app(settings: Settings | None = None) -> tuple[faust.App, "Worker"]:
     """The app with the worker's agent, table, feeds and HTTP views registered."""
-    from stream.web import register_views
-    from stream.worker import Worker
+    from stream.runtime.web import register_views
+    from stream.runtime.worker import Worker
 
     settings = settings or get_settings()
     app = create_app(settings)

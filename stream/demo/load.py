@@ -15,13 +15,11 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from kafka import KafkaProducer
-
-from models.data.synthetic import DemoDataset, generate_demo_dataset
-from stream.admin import EVENTS, ITEMS, ensure_topics
-from stream.kafka_config import kafka_python_options
-from stream.producer import EventProducer
-from stream.reader import end_offsets, read_range
+from models.data.synthetic import generate_demo_dataset
+from stream.core.topics import EVENTS
+from stream.kafka.admin import ensure_topics
+from stream.kafka.producer import EventProducer, publish_catalog
+from stream.kafka.reader import end_offsets, read_range
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,20 +59,6 @@ class DemoReport:
         return out
 
 
-def publish_catalog(settings: Settings, dataset: DemoDataset) -> int:
-    """Publish every item of the catalogue to the compacted ``items`` topic, keyed by item id."""
-    producer = KafkaProducer(**kafka_python_options(settings), acks="all", linger_ms=5,
-                             allow_auto_create_topics=False)
-    try:
-        for item in dataset.items:
-            producer.send(settings.topic(ITEMS), key=item["item_id"].encode(),
-                          value=json.dumps(item, separators=(",", ":")).encode())
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=30)
-    return len(dataset.items)
-
-
 def run_demo(
     settings: Settings,
     n_users: int = 300,
@@ -89,7 +73,7 @@ def run_demo(
     events_topic = settings.topic(EVENTS)
     before = asyncio.run(end_offsets(settings, events_topic))
 
-    n_items_published = publish_catalog(settings, dataset)
+    n_items_published = publish_catalog(settings, dataset.items)
     with EventProducer(settings) as producer:
         report = producer.send_many(dataset.events, total=len(dataset.events), progress=progress, strict=True)
 

@@ -7,53 +7,16 @@ loudly instead of creating an empty topic with the wrong partition count.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from stream.core.topics import TopicSpec, project_topics
 from stream.errors import TopicError
-from stream.kafka_config import kafka_python_options
+from stream.kafka.config import kafka_python_options
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
-
-EVENTS = "events"
-ITEMS = "items"
-RECOMMENDATIONS = "recommendations"
-DEAD_LETTER = "dead-letter"
-MODEL_UPDATES = "model-updates"
-
-WEEK_MS = 7 * 24 * 3_600_000
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """A topic the project needs: full name, partitions, replication and topic configs."""
-
-    name: str
-    partitions: int
-    replication: int
-    config: dict[str, str] = field(default_factory=dict)
-
-
-def project_topics(settings: Settings) -> list[TopicSpec]:
-    """The topics streamrec uses, named with ``settings.topic_prefix``.
-
-    ``events`` and ``recommendations`` are keyed by user id and share a partition
-    count so that a user's events, state and recommendations live on the same
-    partition number. ``items`` is compacted (the latest record per item id is
-    the catalogue). ``model-updates`` has one partition: announcements are
-    totally ordered.
-    """
-    p, r = settings.topic_partitions, settings.topic_replication
-    return [
-        TopicSpec(settings.topic(EVENTS), p, r, {"retention.ms": str(WEEK_MS)}),
-        TopicSpec(settings.topic(ITEMS), p, r, {"cleanup.policy": "compact"}),
-        TopicSpec(settings.topic(RECOMMENDATIONS), p, r, {"retention.ms": str(WEEK_MS)}),
-        TopicSpec(settings.topic(DEAD_LETTER), p, r, {"retention.ms": str(4 * WEEK_MS)}),
-        TopicSpec(settings.topic(MODEL_UPDATES), 1, r, {"cleanup.policy": "delete"}),
-    ]
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:

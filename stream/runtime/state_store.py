@@ -8,7 +8,7 @@ which in a micro-batch is the batch's last record, not the user's; and its
 commit does not reliably drain (offsets were committed while records were still
 queued, and a crash then lost applied events). This adapter names the partition
 on every call and puts each changelog record in the batch's
-:class:`~stream.outbox.Outbox`, whose futures the batch feed awaits before the
+:class:`~stream.runtime.outbox.Outbox`, whose futures the batch feed awaits before the
 events' offsets may be committed (or, under ``exactly_once``, which joins the
 same transaction as those offsets). Values are the same JSON bytes in the
 database and in the changelog, encoded once.
@@ -35,7 +35,7 @@ import faust
 import rocksdict
 from faust.types import TP
 
-from stream.outbox import Outbox, SentBatch
+from stream.runtime.outbox import Outbox, SentBatch
 
 log = logging.getLogger(__name__)
 

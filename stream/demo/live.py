@@ -2,7 +2,7 @@
 
 :func:`run_live_demo` resets the demo's own namespace (topics prefixed
 ``demo.``, app id ``streamrec-demo``, state under ``<data dir>/demo``), loads
-the generated history through Kafka (:func:`stream.demo.run_demo`), starts ``streamrec worker`` as a
+the generated history through Kafka (:func:`stream.demo.load.run_demo`), starts ``streamrec worker`` as a
 subprocess, trains and publishes a two-tower version (the worker swaps it in),
 then prints a few users' recommendations before and after new events.
 """
@@ -17,12 +17,13 @@ from typing import Any, Callable
 
 from models.data.synthetic import generate_demo_dataset
 from models.train.config import TrainConfig
-from stream.admin import delete_topics, project_topics
-from stream.demo import run_demo
-from stream.local_worker import LocalWorker
-from stream.producer import EventProducer
+from stream.core.topics import project_topics
+from stream.demo.load import run_demo
+from stream.demo.local_worker import LocalWorker
+from stream.kafka.admin import delete_topics
+from stream.kafka.producer import EventProducer
 from stream.settings import Settings
-from stream.trainer import train_once
+from stream.trainer.run import train_once
 
 Echo = Callable[[str], None]
 

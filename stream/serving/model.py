@@ -24,7 +24,7 @@ import numpy as np
 
 from index import IndexConfig, build_index, load_index
 from models.bootstrap import BOOTSTRAP_VERSION, HashedContentEncoder
-from stream.state import recency_weighted_means
+from stream.core.state import recency_weighted_means
 
 log = logging.getLogger(__name__)
 

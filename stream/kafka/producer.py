@@ -1,6 +1,6 @@
 """The producer client that event producers import (kafka-python based).
 
-    from stream.producer import EventProducer
+    from stream.kafka.producer import EventProducer
     with EventProducer() as producer:           # settings from STREAMREC_* variables
         producer.send({"user_id": "u1", "item_id": "i9", "event_type": "click",
                        "timestamp_ms": 1767225600000})
@@ -27,10 +27,10 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
-from stream.admin import EVENTS
+from stream.core.events import Event, parse_event
+from stream.core.topics import EVENTS, ITEMS
 from stream.errors import InvalidEvent, StreamError
-from stream.events import Event, parse_event
-from stream.kafka_config import kafka_python_options
+from stream.kafka.config import kafka_python_options
 from stream.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -186,3 +186,22 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
             except ValueError:
                 pass  # left as text: validation reports it with its reason
     return out
+
+
+def publish_catalog(settings: Settings, items: Iterable[Mapping[str, Any]]) -> int:
+    """Publish catalogue records to the compacted ``items`` topic, keyed by item id; returns how many.
+
+    Acknowledged by the broker before returning.
+    """
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all", linger_ms=5,
+                             allow_auto_create_topics=False)
+    sent = 0
+    try:
+        for item in items:
+            producer.send(settings.topic(ITEMS), key=str(item["item_id"]).encode(),
+                          value=json.dumps(item, separators=(",", ":")).encode())
+            sent += 1
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=30)
+    return sent

@@ -25,20 +25,20 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from stream import local_state, metrics
-from stream.admin import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
-from stream.batch_feed import BatchFeed
-from stream.feeds import follow_topic
-from stream.holes import HoleFiller
-from stream.outbox import Outbox
-from stream.processor import BatchProcessor, InRecord, dead_letter_record, encode_recommendation
-from stream.reader import read_range
-from stream.serving import ModelHolder, bootstrap_model
+from stream.core.state import UserState
+from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
+from stream.core.trending import TrendingCounter
+from stream.kafka.feeds import follow_topic
+from stream.kafka.reader import read_range
+from stream.runtime import local_state, metrics
+from stream.runtime.batch_feed import BatchFeed
+from stream.runtime.holes import HoleFiller
+from stream.runtime.outbox import Outbox
+from stream.runtime.state_store import PartitionedTable
+from stream.serving.model import ModelHolder, bootstrap_model
+from stream.serving.processor import BatchProcessor, InRecord, dead_letter_record, encode_recommendation
+from stream.serving.users_index import UserVectors
 from stream.settings import Settings
-from stream.state import UserState
-from stream.state_store import PartitionedTable
-from stream.trending import TrendingCounter
-from stream.users_index import UserVectors
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Worker:
         self.holder = ModelHolder()
         self.trending = TrendingCounter(settings.trending_half_life_s)
         # Under exactly_once a redelivered event's state and recommendation are already in
-        # committed transactions (local state of an unclean stop is dropped, stream.local_state).
+        # committed transactions (local state of an unclean stop is dropped, stream.runtime.local_state).
         self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history,
                                         rewrite_redelivered=settings.processing_guarantee != "exactly_once")
         self.catalog_ready = asyncio.Event()
@@ -108,13 +108,13 @@ class Worker:
                 "block_cache_compressed_size": 0,
                 "write_buffer_size": settings.rocksdb_write_buffer_bytes,
             },
-            help="Per-user history, embedding and counters (stream.state.UserState).",
+            help="Per-user history, embedding and counters (stream.core.state.UserState).",
         )
         self.states = PartitionedTable(app, self.user_state,
                                        write_ahead_log=settings.processing_guarantee == "exactly_once")
         self._holes: HoleFiller | None = None
         # The agent subscribes the group to the events topic (and co-partitions the table with
-        # it); the records themselves reach _handle_records a fetch at a time (stream.batch_feed).
+        # it); the records themselves reach _handle_records a fetch at a time (stream.runtime.batch_feed).
         self.feed = BatchFeed(app, self.events_topic.get_topic_name(), self._handle_records)
         app.agent(self.events_topic, name="process-events")(self._agent)
         app.task(self._follow_catalog)
@@ -207,7 +207,7 @@ class Worker:
 
     def _load_version(self, announcement: dict[str, Any]):
         """Load and verify an announced version in a thread, with the current catalogue added."""
-        from stream.serving import model_from_artifact
+        from stream.serving.model import model_from_artifact
 
         version = str(announcement["version"])
         path = self.settings.artifacts_dir / version

@@ -6,14 +6,14 @@ without being acknowledged, and the fetch position has already moved past
 them, so the agent's first batch of a partition starts some offsets after the
 committed one. Left alone, the partition's commit stalls at the hole forever,
 or (with a hole of one offset, through an off-by-one in Faust's commit check,
-see ``stream.faust_fixes``) commits over it; either way a later crash loses
+see ``stream.runtime.faust_fixes``) commits over it; either way a later crash loses
 those events, since a state that has seen later offsets takes them for
 redeliveries.
 
 :class:`HoleFiller` keeps, per partition, the next offset the agent should
 see. When a batch jumps past it, the missing records are read straight from
 Kafka and processed first, in offset order, and then acknowledged with the
-batch's own records (``stream.batch_feed.acknowledge``), so commits move on.
+batch's own records (``stream.runtime.batch_feed.acknowledge``), so commits move on.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 
 from aiokafka import TopicPartition
 
-from stream.processor import InRecord
+from stream.serving.processor import InRecord
 
 log = logging.getLogger(__name__)
 

@@ -73,8 +73,8 @@ MODEL_SWAPS = Counter(
 
 def declare_label_values() -> None:
     """Create the known label values at 0, so rate() sees the first increment of each."""
-    from stream.events import REASONS
-    from stream.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM
+    from stream.core.events import REASONS
+    from stream.serving.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM
 
     for reason in (*REASONS, UNKNOWN_ITEM, KEY_MISMATCH, NO_MODEL):
         EVENTS_REJECTED.labels(reason)

@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 import faust
 from aiokafka import TopicPartition
 
-from stream.processor import InRecord
+from stream.serving.processor import InRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""Connection settings for the three Kafka clients, built from one :class:`Settings`.
+"""Connection settings for the Kafka clients, built from one :class:`Settings`.
 
-Faust (the worker), aiokafka (async readers) and kafka-python (the producer
-client, admin) get the same servers, the same security protocol, the same SASL
+Faust (the worker, through ``stream.runtime.app.faust_broker_options``), aiokafka
+(async readers) and kafka-python (the producer client, admin) get the same servers, the same security protocol, the same SASL
 credentials and the very same ``ssl.SSLContext``, so a cluster that works for
 one works for all.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
-
-import faust
 
 from stream.settings import Settings
 
@@ -33,28 +31,9 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def _sasl_password(settings: Settings) -> str | None:
+def sasl_password(settings: Settings) -> str | None:
     secret = settings.kafka_sasl_password
     return secret.get_secret_value() if secret is not None else None
-
-
-def faust_broker_options(settings: Settings) -> dict[str, Any]:
-    """``broker`` and ``broker_credentials`` for :class:`faust.App`."""
-    context = ssl_context(settings)
-    credentials: faust.types.auth.CredentialsT | None = None
-    if settings.uses_sasl:
-        credentials = faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=_sasl_password(settings),
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=context,
-        )
-    elif context is not None:
-        credentials = faust.SSLCredentials(context)
-    return {
-        "broker": [f"kafka://{server}" for server in settings.kafka_bootstrap],
-        "broker_credentials": credentials,
-    }
 
 
 def _common_options(settings: Settings) -> dict[str, Any]:
@@ -68,7 +47,7 @@ def _common_options(settings: Settings) -> dict[str, Any]:
         options |= {
             "sasl_mechanism": settings.kafka_sasl_mechanism,
             "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": _sasl_password(settings),
+            "sasl_plain_password": sasl_password(settings),
         }
     return options
 

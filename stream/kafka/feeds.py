@@ -16,8 +16,8 @@ from typing import Any, Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from stream.kafka_config import aiokafka_options
-from stream.reader import CatchUp
+from stream.kafka.config import aiokafka_options
+from stream.kafka.reader import CatchUp
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ async def follow_topic(
                                     isolation_level="read_committed", auto_offset_reset="earliest")
         try:
             await consumer.start()
-            cluster = await consumer._client.fetch_all_metadata()  # see stream.reader._partitions
+            cluster = await consumer._client.fetch_all_metadata()  # see stream.kafka.reader._partitions
             partitions = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])]
             if not partitions:
                 raise LookupError(f"topic {topic} does not exist (run streamrec create-topics)")

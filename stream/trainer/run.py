@@ -32,11 +32,11 @@ from models.train.config import TrainConfig
 from models.train.loop import train_two_tower
 from models.train.recommender import TwoTowerRecommender
 from models.train.warm import warm_start_from
-from stream.admin import EVENTS, ITEMS, MODEL_UPDATES
+from stream.core.events import parse_event
+from stream.core.topics import EVENTS, ITEMS, MODEL_UPDATES
 from stream.errors import InvalidEvent
-from stream.events import parse_event
-from stream.kafka_config import kafka_python_options
-from stream.reader import read_range
+from stream.kafka.config import kafka_python_options
+from stream.kafka.reader import read_range
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

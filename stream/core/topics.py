@@ -1,0 +1,47 @@
+"""The project's topics: their names, partition counts and configs, declared in one place.
+
+``stream.kafka.admin`` creates them; every other room refers to them by these names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stream.settings import Settings
+
+EVENTS = "events"
+ITEMS = "items"
+RECOMMENDATIONS = "recommendations"
+DEAD_LETTER = "dead-letter"
+MODEL_UPDATES = "model-updates"
+
+WEEK_MS = 7 * 24 * 3_600_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the project needs: full name, partitions, replication and topic configs."""
+
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def project_topics(settings: Settings) -> list[TopicSpec]:
+    """The topics streamrec uses, named with ``settings.topic_prefix``.
+
+    ``events`` and ``recommendations`` are keyed by user id and share a partition
+    count so that a user's events, state and recommendations live on the same
+    partition number. ``items`` is compacted (the latest record per item id is
+    the catalogue). ``model-updates`` has one partition: announcements are
+    totally ordered.
+    """
+    p, r = settings.topic_partitions, settings.topic_replication
+    return [
+        TopicSpec(settings.topic(EVENTS), p, r, {"retention.ms": str(WEEK_MS)}),
+        TopicSpec(settings.topic(ITEMS), p, r, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic(RECOMMENDATIONS), p, r, {"retention.ms": str(WEEK_MS)}),
+        TopicSpec(settings.topic(DEAD_LETTER), p, r, {"retention.ms": str(4 * WEEK_MS)}),
+        TopicSpec(settings.topic(MODEL_UPDATES), 1, r, {"cleanup.policy": "delete"}),
+    ]
