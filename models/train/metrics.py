@@ -1,9 +1,15 @@
-"""Full-ranking HR@k / NDCG@k used for early stopping (train items excluded)."""
+"""Full-ranking HR@k / NDCG@k used for early stopping (train items excluded).
+
+The ranking is done here; the metrics themselves are :mod:`models.evaluate.metrics`'
+(the same NDCG the evaluation reports), fed a one-relevant-item hit matrix.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+from models.evaluate.metrics import hit_rate, ndcg
 
 
 def rank_metrics(
@@ -24,8 +30,7 @@ def rank_metrics(
     n = len(targets)
     if n == 0:
         return {f"hr@{k}": 0.0, f"ndcg@{k}": 0.0, "n": 0}
-    hits = np.zeros(n, dtype=np.float64)
-    gains = np.zeros(n, dtype=np.float64)
+    ranks = np.empty(n, dtype=np.int64)
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         scores = user_vectors[start:stop] @ item_vectors.T
@@ -36,8 +41,8 @@ def rank_metrics(
             block = exclude[start:stop].tocoo()
             scores[block.row, block.col] = -np.inf
         scores[rows, tgt] = -np.inf
-        rank = (scores >= target_score[:, None]).sum(1)
-        hit = rank < k
-        hits[start:stop] = hit
-        gains[start:stop] = np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0)
-    return {f"hr@{k}": float(hits.mean()), f"ndcg@{k}": float(gains.mean()), "n": int(n)}
+        ranks[start:stop] = (scores >= target_score[:, None]).sum(1)
+    # hits[u, r]: the target sits at rank r of the top k (at most one True per row).
+    hits = ranks[:, None] == np.arange(k)
+    one = np.ones(n, dtype=np.int64)
+    return {f"hr@{k}": float(hit_rate(hits, k).mean()), f"ndcg@{k}": float(ndcg(hits, one, k).mean()), "n": int(n)}

@@ -70,3 +70,21 @@ def test_evaluate_excludes_train_and_valid_items() -> None:
     assert res["hr@1"] == 1.0 and res["mrr@2"] == 1.0
     with pytest.raises(EvaluationError):
         evaluate(Fixed(np.zeros((1, 3), np.float32)), split, ks=(1,))
+
+
+def test_validation_ranking_uses_the_evaluation_ndcg() -> None:
+    """Training's early stopping and the report compute one NDCG (models.evaluate.metrics.ndcg)."""
+    from models.train.metrics import rank_metrics
+
+    rng = np.random.default_rng(5)
+    users = rng.integers(-2, 3, (40, 4)).astype(np.float32)  # small integers: many ties
+    items = rng.integers(-2, 3, (30, 4)).astype(np.float32)
+    targets = rng.integers(0, 30, 40)
+    got = rank_metrics(users, items, targets, None, k=5, batch_size=7)
+    # The same ranking by hand: rank = items scoring >= the target, itself left out.
+    scores = users @ items.T
+    rank = (scores >= scores[np.arange(40), targets][:, None]).sum(1) - 1
+    hits = rank[:, None] == np.arange(5)
+    assert got["ndcg@5"] == pytest.approx(metrics.ndcg(hits, np.ones(40), 5).mean())
+    assert got["hr@5"] == pytest.approx(float((rank < 5).mean()))
+    assert got["ndcg@5"] == pytest.approx(np.where(rank < 5, 1 / np.log2(rank + 2.0), 0.0).mean())
