@@ -2,7 +2,7 @@
 
 Each scenario breaks the system on purpose and then compares the worker's
 ``user-state`` changelog with an oracle replay of the same events written apart
-from stream/ (tests/chaos/oracle.py), and prints one row of figures: events,
+from stream/ (bench/faults/oracle.py), and prints one row of figures: events,
 kills, lost, applied twice, recommendations published twice, ...
 
     python bench/chaos.py [--quick] [--only crash,rebalance] [--out FILE]
@@ -25,7 +25,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._stream_common import machine, write_json  # noqa: E402
-from tests.chaos import scenarios  # noqa: E402
+from bench.faults import scenarios  # noqa: E402
 
 # name: (long form, quick form); each a function of (bootstrap, root) -> Outcome.
 Scenario = Callable[[str, Path], Any]

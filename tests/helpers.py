@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
+# The fault scenarios in bench/faults need these too, and bench never imports tests.
+from bench.faults.local import KAFKA_SH, REPO, free_port  # noqa: F401  (re-exported for tests)
+
 DATA_DIR = Path(os.environ.get("STREAMREC_DATA_DIR", REPO.parent / "shared" / "data"))
-
-
-def free_port() -> int:
-    """A TCP port the OS says is free on loopback now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -1,7 +1,7 @@
 """Faults on purpose, short forms (``make test``); STREAMREC_SLOW_TESTS=1 adds the long forms.
 
 Every scenario compares the worker's ``user-state`` changelog with an oracle
-written apart from stream/ (tests/chaos/oracle.py), so a lost event, an event
+written apart from stream/ (bench/faults/oracle.py), so a lost event, an event
 applied twice or a wrong history fails the test with the figures printed.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chaos import scenarios
+from bench.faults import scenarios
 
 pytestmark = pytest.mark.kafka
 

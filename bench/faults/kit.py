@@ -1,7 +1,7 @@
 """Pieces the fault scenarios share: a namespace with a catalogue, seeded events, a
 paced producer thread, the worker's published state, and the final check.
 
-The scenarios (``tests/chaos/scenarios.py``) and ``bench/chaos.py`` use them;
+The scenarios (``bench/faults/scenarios.py``), ``bench/chaos.py`` and ``tests/chaos`` use them;
 nothing here patches or imports the worker's internals.
 """
 
@@ -33,8 +33,8 @@ from stream.kafka.producer import publish_catalog
 from stream.kafka.producer import EventProducer
 from stream.kafka.reader import end_offsets, read_range
 from stream.settings import Settings
-from tests.chaos.oracle import Expected, StateCheck, compare, latest_values, replay
-from tests.helpers import KAFKA_SH, free_port
+from bench.faults.local import KAFKA_SH, free_port
+from bench.faults.oracle import Expected, StateCheck, compare, latest_values, replay
 
 EVENT_TYPES = ("click", "play", "skip", "like", "purchase")
 MAX_HISTORY = 25  # small, so the bound on the history is exercised

@@ -1,6 +1,6 @@
 """The fault scenarios as typed functions: the tests run their short forms, bench/chaos.py the long ones.
 
-Each returns an :class:`~tests.chaos.kit.Outcome` whose ``figures`` are one
+Each returns an :class:`~bench.faults.kit.Outcome` whose ``figures`` are one
 row of the results table and whose ``ok`` says whether nothing was lost,
 applied twice or answered wrongly.
 """
@@ -15,9 +15,9 @@ import signal
 import time
 from pathlib import Path
 
-from tests.chaos.kit import (Outcome, PrivateBroker, Replay, check_state, generate_events, make_world, one_worker,
-                             read_topic, wait_until)
-from tests.chaos.malformed import send_mixed
+from bench.faults.kit import (Outcome, PrivateBroker, Replay, check_state, generate_events, make_world,
+                              one_worker, read_topic, wait_until)
+from bench.faults.malformed import send_mixed
 
 
 def crash(bootstrap: str, root: Path, events: int = 3000, users: int = 300, kills: int = 3,
