@@ -29,19 +29,19 @@ from models.data.synthetic import generate_demo_dataset  # noqa: E402
 from stream.core.state import UserState  # noqa: E402
 from stream.core.trending import TrendingCounter  # noqa: E402
 from stream.serving.model import ModelHolder, bootstrap_model  # noqa: E402
-from stream.serving.processor import BatchProcessor, InRecord  # noqa: E402
+from stream.serving.processor import BatchProcessor, Record  # noqa: E402
 
 
-def logic_rate(records: list[InRecord], processor: BatchProcessor, batch: int,
+def logic_rate(records: list[Record], processor: BatchProcessor, batch: int,
                stdlib_json: bool = False) -> dict[str, float]:
     """Process ``records`` in batches of ``batch``; states go through JSON as in the table
     (``UserState.to_bytes``/``from_bytes``, or the stdlib's ``json`` with ``stdlib_json``)."""
     store: dict[str, bytes] = {}
 
-    def load(user_id: str, _record: InRecord) -> UserState:
+    def load(user_id: str, _record: Record) -> UserState:
         return UserState.from_bytes(store.get(user_id))
 
-    def load_stdlib(user_id: str, _record: InRecord) -> UserState:
+    def load_stdlib(user_id: str, _record: Record) -> UserState:
         raw = store.get(user_id)
         return UserState.from_json(json.loads(raw) if raw is not None else None)
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     faiss.omp_set_num_threads(1)
     n_users = max(10, n // 40)
     data = generate_demo_dataset(n_users=n_users, n_items=2000, events_per_user=n // n_users + 10, seed=1)
-    records = [InRecord("events", 0, i, e["user_id"].encode(), json.dumps(e).encode(), 0)
+    records = [Record("events", 0, i, e["user_id"].encode(), json.dumps(e).encode(), 0)
                for i, e in enumerate(data.events[:n])]
     if args.gc_freeze:
         gc.collect()

@@ -9,8 +9,8 @@ class ConfigError(StreamError):
     """Settings are missing or inconsistent."""
 
 
-class InvalidEvent(StreamError):
-    """A record could not be decoded or validated as an event.
+class InvalidRecord(StreamError):
+    """A record of one of the project's topics could not be decoded or validated.
 
     ``reason`` is a short machine-readable code (``bad_json``, ``missing_field``,
     ...) used as the dead-letter reason and as a metric label; ``detail`` says
@@ -21,6 +21,10 @@ class InvalidEvent(StreamError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class InvalidEvent(InvalidRecord):
+    """A record could not be decoded or validated as an event."""
 
 
 class TopicError(StreamError):

@@ -7,24 +7,12 @@ group is involved, so reading never moves a worker's committed offsets.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.core.records import Record
 from stream.kafka.config import aiokafka_options
 from stream.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One record as read: where it came from, its key and value bytes, and its Kafka timestamp."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
 
 
 def _consumer(settings: Settings) -> AIOKafkaConsumer:

@@ -30,12 +30,12 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 import faust
 from aiokafka import TopicPartition
 
-from stream.serving.processor import InRecord
+from stream.core.records import Record
 
 log = logging.getLogger(__name__)
 
 # records of one fetch -> (records actually processed, futures of everything they produced)
-BatchHandler = Callable[[list[InRecord]], Awaitable[tuple[Sequence[InRecord], Sequence[asyncio.Future]]]]
+BatchHandler = Callable[[list[Record]], Awaitable[tuple[Sequence[Record], Sequence[asyncio.Future]]]]
 
 
 class BatchFeed:
@@ -104,9 +104,9 @@ class BatchFeed:
                 return
             raise
 
-    async def _split(self, consumer: Any, records: dict, active: set | None) -> list[InRecord]:
+    async def _split(self, consumer: Any, records: dict, active: set | None) -> list[Record]:
         """The feed topic's records of a fetch, in offset order per partition; others go to Faust."""
-        batch: list[InRecord] = []
+        batch: list[Record] = []
         generation = self.app.consumer_generation_id
         read_offset = consumer._read_offset
         for tp, fetched in records.items():
@@ -126,7 +126,7 @@ class BatchFeed:
                 if last and offset - last > 1 and self.app.topics.acks_enabled_for(tp.topic):
                     # Offsets no record holds (transaction markers): Faust's commit steps over them.
                     await consumer._add_gap(tp, last + 1, offset)
-                batch.append(InRecord(record.topic, record.partition, offset, record.key, record.value,
+                batch.append(Record(record.topic, record.partition, offset, record.key, record.value,
                                       record.timestamp))
                 last = offset
             read_offset[tp] = last
@@ -144,7 +144,7 @@ class BatchFeed:
                                           consumer.suspend_flow.wait())
                 read_offset[tp] = record.offset
 
-    async def _process(self, batch: list[InRecord]) -> None:
+    async def _process(self, batch: list[Record]) -> None:
         # A task of its own, shielded: a rebalance or shutdown cancels the drain loop, never a
         # batch half way; they wait for it in ``wait_empty`` instead.
         task = asyncio.ensure_future(self._run(batch))
@@ -152,7 +152,7 @@ class BatchFeed:
         task.add_done_callback(self._pending.discard)
         await asyncio.shield(task)
 
-    async def _run(self, batch: list[InRecord]) -> None:
+    async def _run(self, batch: list[Record]) -> None:
         try:
             processed, produced = await self.handler(batch)
         except Exception as e:
@@ -162,7 +162,7 @@ class BatchFeed:
         self._pending.add(waiting)
         waiting.add_done_callback(self._pending.discard)
 
-    async def _acknowledge_when_delivered(self, records: Sequence[InRecord],
+    async def _acknowledge_when_delivered(self, records: Sequence[Record],
                                           produced: Sequence[asyncio.Future]) -> None:
         if produced:
             try:
@@ -180,7 +180,7 @@ class BatchFeed:
         await self.app.crash(error)
 
 
-def acknowledge(consumer: Any, topic: str, records: Iterable[InRecord]) -> int:
+def acknowledge(consumer: Any, topic: str, records: Iterable[Record]) -> int:
     """Mark processed ``records`` acknowledged in Faust's bookkeeping, as its ``Consumer.ack`` does.
 
     Returns how many offsets were newly acknowledged. Offsets below the committed

@@ -23,12 +23,12 @@ from typing import Any, Awaitable, Callable
 
 from aiokafka import TopicPartition
 
-from stream.serving.processor import InRecord
+from stream.core.records import Record
 
 log = logging.getLogger(__name__)
 
 # (partition, first offset, end offset) -> the records of that range, in offset order
-ReadRange = Callable[[int, int, int], Awaitable[list[InRecord]]]
+ReadRange = Callable[[int, int, int], Awaitable[list[Record]]]
 
 
 class HoleFiller:
@@ -40,11 +40,11 @@ class HoleFiller:
         self._read_range = read_range
         self._next: dict[int, int] = {}  # partition -> next offset the agent should see
 
-    async def fill(self, records: list[InRecord]) -> tuple[list[InRecord], list[InRecord]]:
+    async def fill(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
         """``(records with the missing ones inserted in offset order, the inserted ones)``."""
         self._forget_unassigned()
-        filled: list[InRecord] = []
-        inserted: list[InRecord] = []
+        filled: list[Record] = []
+        inserted: list[Record] = []
         new = {r.partition for r in records} - self._next.keys()
         if new:  # first records since an assignment: learn where every assigned partition starts
             starts = await self._starts(self._assigned() - self._next.keys() | new)

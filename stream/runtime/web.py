@@ -18,9 +18,9 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream.core.events import _check_id
+from stream.core.codec import check_id
 from stream.core.state import UserState
-from stream.errors import InvalidEvent
+from stream.errors import InvalidRecord
 from stream.runtime import metrics
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ def parse_k(request: Request, default: int, maximum: int) -> int:
 
 def parse_id(name: str, value: str) -> str:
     try:
-        return _check_id(name, value)
-    except InvalidEvent as e:
+        return check_id(name, value)
+    except InvalidRecord as e:
         raise BadRequest(e.detail) from e
 
 
@@ -91,21 +91,8 @@ def register_views(app: faust.App, worker: Worker) -> None:
             if raw is None:
                 return error(self, 404, f"unknown user {user_id!r}")
             state = UserState.from_json(raw)
-            vector = model.user_vectors([state.history])[0]
-            if vector is not None:
-                found = model.search(vector[None, :], k, [state.consumed()])[0]
-                items, source = model.explain(found, state.history), "personal"
-            else:
-                items, source = model.explain(worker.trending.top(k, state.consumed()), []), "trending"
-            return self.json({
-                "user_id": user_id,
-                "items": [r.to_json() for r in items],
-                "source": source,
-                "model_version": model.model_version,
-                "index_version": model.index_version,
-                "history_length": len(state.history),
-                "generated_ms": int(time.time() * 1000),
-            })
+            [recommendation], _ = worker.processor.recommend(model, [user_id], [state], k, int(time.time() * 1000))
+            return self.json({**recommendation.to_dict(), "history_length": len(state.history)})
 
     @app.page("/items/{item_id}/similar")
     class SimilarItems(View):

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from stream.core.dead_letters import DeadLetter
+from stream.core.records import Record
 from stream.core.state import UserState
 from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
 from stream.core.trending import TrendingCounter
@@ -36,7 +38,7 @@ from stream.runtime.holes import HoleFiller
 from stream.runtime.outbox import Outbox
 from stream.runtime.state_store import PartitionedTable
 from stream.serving.model import ModelHolder, bootstrap_model
-from stream.serving.processor import BatchProcessor, InRecord, dead_letter_record, encode_recommendation
+from stream.serving.processor import BatchProcessor
 from stream.serving.users_index import UserVectors
 from stream.settings import Settings
 
@@ -67,17 +69,25 @@ def limit_thread_pools() -> None:
     threadpool_limits(1)
 
 
+def limit_worker_thread_pools() -> None:
+    """One thread for PyTorch's intra-op pool, FAISS' OpenMP and every BLAS pool: what
+    ``streamrec worker`` applies before it builds the :class:`Worker` (not at import).
+
+    Small per-batch forward passes and searches run on the event loop: more threads only
+    oversubscribe the cores that Kafka I/O also needs (spinning OpenMP threads on a busy
+    2-core box cost 10x per search).
+    """
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    limit_thread_pools()
+
+
 class Worker:
     """Registers the agent, table, feeds and timers of the worker on a Faust app."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        # Small per-batch forward passes run on the event loop: one intra-op thread
-        # avoids oversubscribing the cores that Kafka I/O and FAISS also need.
-        torch.set_num_threads(1)
-        faiss.omp_set_num_threads(1)  # OpenMP threads spinning on a busy 2-core box cost 10x per search
-        limit_thread_pools()
         metrics.declare_label_values()
         self.holder = ModelHolder()
         self.trending = TrendingCounter(settings.trending_half_life_s)
@@ -132,7 +142,7 @@ class Worker:
         local_state.claim(tabledir, wipe_if_unclean=self.settings.processing_guarantee == "exactly_once")
 
         def release_if_clean() -> None:
-            if getattr(app, "_crash_reason", None) is None:
+            if app.crash_reason is None:
                 self.states.flush()  # without the WAL, memtables are all a clean stop would lose
                 local_state.release(tabledir)
 
@@ -234,12 +244,12 @@ class Worker:
         """Only reached when the batch feed is not installed (the app run without ``streamrec worker``)."""
         async for events in stream.take_events(self.settings.batch_max_events, within=0.005):
             log.warning("events reached the Faust agent: the batch feed is not installed")
-            records = [InRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+            records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key,
                                 e.message.value, int(e.message.timestamp * 1000)) for e in events]
             _, produced = await self._handle_records(records)
             await asyncio.gather(*produced)  # Faust acknowledges the events after this returns
 
-    async def _handle_records(self, records: list[InRecord]) -> tuple[list[InRecord], list[asyncio.Future]]:
+    async def _handle_records(self, records: list[Record]) -> tuple[list[Record], list[asyncio.Future]]:
         """Process one fetched batch; returns the records processed (skipped ones refetched
         included) and the producer futures of everything it published."""
         await self.catalog_ready.wait()
@@ -251,7 +261,7 @@ class Worker:
 
         new_users: set[str] = set()
 
-        def load_state(user_id: str, record: InRecord) -> UserState:
+        def load_state(user_id: str, record: Record) -> UserState:
             stored = self.states.get_raw(user_id.encode(), record.partition)
             if stored is None:
                 new_users.add(user_id)
@@ -264,7 +274,7 @@ class Worker:
             metrics.EVENTS_REJECTED.labels(reason).inc()
             log.debug("dead letter reason=%s partition=%d offset=%d", reason, record.partition, record.offset)
             outbox.add(dead_letter_topic, record.partition, record.key,
-                       dead_letter_record(record, reason, detail, now_ms))
+                       DeadLetter.of(record, reason, detail, now_ms).encode())
         recommendations_topic = self.recommendations_topic.get_topic_name()
         published = []
         for user_id, update in result.updates.items():
@@ -272,9 +282,8 @@ class Worker:
             self.states.put(key, update.state.to_bytes(), update.record.partition, outbox,
                             new=user_id in new_users)
             if update.recommendation is not None:
-                update.recommendation["published_ms"] = int(time.time() * 1000)
-                outbox.add(recommendations_topic, update.record.partition, key,
-                           encode_recommendation(update.recommendation))
+                update.recommendation.published_ms = int(time.time() * 1000)
+                outbox.add(recommendations_topic, update.record.partition, key, update.recommendation.encode())
                 published.append(update)
         sent = await outbox.send()
         self.states.track(sent)
@@ -316,10 +325,9 @@ class Worker:
             self._holes = HoleFiller(self.app.consumer, self.events_topic.get_topic_name(), self._read_events)
         return self._holes
 
-    async def _read_events(self, partition: int, start: int, stop: int) -> list[InRecord]:
-        records = await read_range(self.settings, self.events_topic.get_topic_name(),
-                                   start={partition: start}, stop={partition: stop})
-        return [InRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms) for r in records]
+    async def _read_events(self, partition: int, start: int, stop: int) -> list[Record]:
+        return await read_range(self.settings, self.events_topic.get_topic_name(),
+                                start={partition: start}, stop={partition: stop})
 
     def assigned_partitions(self) -> list[int]:
         """The events-topic partitions this worker owns now."""

@@ -44,18 +44,6 @@ class ContentEncoder(Protocol):
 UserEncoder = Callable[[list[np.ndarray], list[np.ndarray]], np.ndarray]
 
 
-@dataclass(frozen=True)
-class Recommendation:
-    """One recommended item with its score and the history item it is nearest to."""
-
-    item_id: str
-    score: float
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "score": round(self.score, 6), "reason": self.reason}
-
-
 @dataclass
 class Histories:
     """The histories of a batch of users, flattened, from :meth:`ServingModel.histories`.
@@ -157,16 +145,9 @@ class ServingModel:
         return len(fresh)
 
     # --- users -------------------------------------------------------------------
-    def user_vectors(self, histories: Sequence[Sequence[Sequence[Any]]]) -> list[np.ndarray | None]:
-        """A vector per user from their history (``[item_id, type, ts, weight]`` rows, oldest first).
-
-        Items unknown to this version are ignored; a user whose history gives no
-        positive signal gets ``None`` (served trending items instead).
-        """
-        return self.vectors_of(self.histories(histories))
-
     def histories(self, histories: Sequence[Sequence[Sequence[Any]]]) -> Histories:
-        """Flatten a batch of histories and look their items up once (see :class:`Histories`)."""
+        """Flatten a batch of histories (``[item_id, type, ts, weight]`` rows, oldest first) and look
+        their items up once (see :class:`Histories`)."""
         rows = list(chain.from_iterable(histories))
         bounds = np.zeros(len(histories) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, histories), dtype=np.int64, count=len(histories)), out=bounds[1:])
@@ -176,7 +157,11 @@ class ServingModel:
         return Histories(rows, bounds, positions, weights)
 
     def vectors_of(self, histories: Histories) -> list[np.ndarray | None]:
-        """:meth:`user_vectors` of already flattened histories."""
+        """A vector per user of ``histories``.
+
+        Items unknown to this version are ignored; a user whose history gives no
+        positive signal gets ``None`` (served trending items instead).
+        """
         known = histories.positions >= 0
         if known.all():
             positions, weights, bounds = histories.positions, histories.weights, histories.bounds
@@ -191,19 +176,11 @@ class ServingModel:
         return recency_weighted_means(self.vectors, positions, weights, bounds)
 
     # --- retrieval ---------------------------------------------------------------
-    def search(
-        self, queries: np.ndarray, k: int, exclude: Sequence[set[str]]
-    ) -> list[list[tuple[str, float]]]:
-        """Top-``k`` (item id, score) per query row, never an excluded item; best first."""
-        excluded = [{self.positions[i] for i in ex if i in self.positions} for ex in exclude]
-        ids = self.item_ids
-        return [[(ids[p], s) for p, s in zip(pos, scores)]
-                for pos, scores in zip(*self.search_positions(queries, k, excluded))]
-
     def search_positions(
         self, queries: np.ndarray, k: int, exclude: Sequence[np.ndarray | set[int]]
     ) -> tuple[list[list[int]], list[list[float]]]:
-        """:meth:`search` by item positions: per query row, the positions found and their scores."""
+        """Top-``k`` per query row, never an item position of the row's ``exclude``, best first:
+        per row the positions found and their scores (fewer than ``k`` when the catalogue runs out)."""
         if len(queries) == 0:
             return [], []
         if self.index is None:
@@ -219,11 +196,9 @@ class ServingModel:
 
     def reasons(self, histories: Histories, users: Sequence[int], recommended: Sequence[Sequence[int]]
                 ) -> list[list[str]]:
-        """:meth:`explain`'s reasons for a batch: for each ``users[j]`` (a user of ``histories``),
-        one reason per item position of ``recommended[j]``.
-
-        The same products as :meth:`explain` (each user's recommended vectors times
-        their positive history's), so the same argmax, ties included; the vectors are
+        """Why each item was recommended: for each ``users[j]`` (a user of ``histories``), one
+        reason per item position of ``recommended[j]``: the positive history item whose vector
+        is nearest ("because you played X"), or :data:`POPULAR` without one. The vectors are
         gathered once for the whole batch.
         """
         past = np.flatnonzero((histories.positions >= 0) & (histories.weights > 0))
@@ -253,25 +228,11 @@ class ServingModel:
             r0 = r1
         return out
 
-    def explain(self, recommended: list[tuple[str, float]], history: Sequence[Sequence[Any]]) -> list[Recommendation]:
-        """Attach to each item the positive history item nearest to it ("because you played X")."""
-        past = [h for h in history if h[0] in self.positions and float(h[3]) > 0]
-        if not past or not recommended:
-            return [Recommendation(i, s, POPULAR) for i, s in recommended]
-        past_vecs = self.vectors[[self.positions[h[0]] for h in past]]
-        rec_vecs = self.vectors[[self.positions[i] for i, _ in recommended]]
-        nearest = np.argmax(rec_vecs @ past_vecs.T, axis=1)
-        out = []
-        for (item, score), j in zip(recommended, nearest):
-            h = past[int(j)]
-            out.append(Recommendation(item, score, f"because you {VERBS.get(h[1], 'chose')} "
-                                                   f"{self.titles.get(h[0], h[0])}"))
-        return out
-
     def similar_items(self, item_id: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` items nearest to ``item_id`` (itself excluded). Raises ``KeyError`` if unknown."""
-        vec = self.vectors[self.positions[item_id]][None, :]
-        return self.search(vec, k, [{item_id}])[0]
+        position = self.positions[item_id]
+        found, scores = self.search_positions(self.vectors[position][None, :], k, [np.array([position])])
+        return [(self.item_ids[p], s) for p, s in zip(found[0], scores[0])]
 
 
 def bootstrap_model(items: Sequence[Mapping[str, Any]], dim: int = 64, index_config: IndexConfig | None = None

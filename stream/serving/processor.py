@@ -14,20 +14,20 @@ in one batch produce one recommendation, from the newest state.
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from models.feedback import EventType, is_positive
 from stream.core.events import Event, parse_event
-from stream.core.state import UserState, apply_event, dumps
+from stream.core.records import Record
+from stream.core.recommendations import Recommendation, Source
+from stream.core.state import UserState, apply_event
 from stream.core.trending import TrendingCounter
 from stream.errors import InvalidEvent
-from stream.serving.model import POPULAR, ModelHolder
+from stream.serving.model import POPULAR, ModelHolder, ServingModel
 
 _POSITIVE = frozenset(t for t in EventType if is_positive(t))
 
@@ -37,53 +37,25 @@ KEY_MISMATCH = "key_mismatch"
 NO_MODEL = "no_model"
 
 
-@dataclass(frozen=True)
-class InRecord:
-    """A record as consumed: where it came from, its raw key and value, Kafka's timestamp."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-
-
 @dataclass
 class UserUpdate:
     """A user's new state, the last record that touched it and the recommendation to publish."""
 
     state: UserState
-    record: InRecord
+    record: Record
     event: Event
-    recommendation: dict[str, Any] | None = None
+    recommendation: Recommendation | None = None
 
 
 @dataclass
 class BatchResult:
-    dead_letters: list[tuple[InRecord, str, str]] = field(default_factory=list)  # record, reason, detail
+    dead_letters: list[tuple[Record, str, str]] = field(default_factory=list)  # record, reason, detail
     updates: dict[str, UserUpdate] = field(default_factory=dict)
     applied: int = 0
     duplicates: int = 0
     online_trials: int = 0
     online_hits: int = 0
     retrieval_seconds: float = 0.0
-
-
-def dead_letter_record(record: InRecord, reason: str, detail: str, now_ms: int) -> bytes:
-    """The dead-letter value: the original bytes (base64), where they came from, and why."""
-    b64 = lambda b: None if b is None else base64.b64encode(b).decode()  # noqa: E731
-    return json.dumps({
-        "reason": reason,
-        "detail": detail,
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp_ms": record.timestamp_ms,
-        "key_b64": b64(record.key),
-        "value_b64": b64(record.value),
-        "rejected_ms": now_ms,
-    }, separators=(",", ":")).encode()
 
 
 class BatchProcessor:
@@ -97,7 +69,7 @@ class BatchProcessor:
         self.top_k = top_k
         self.max_history = max_history
 
-    def process(self, records: list[InRecord], load_state: Callable[[str, InRecord], UserState],
+    def process(self, records: list[Record], load_state: Callable[[str, Record], UserState],
                 now_ms: int | None = None) -> BatchResult:
         """Process one batch in order. ``load_state(user_id, record)`` returns the stored state
         (``record`` is the user's first record of the batch: it names the partition)."""
@@ -151,50 +123,49 @@ class BatchProcessor:
             result.retrieval_seconds = time.perf_counter() - started
         return result
 
-    def _recommend(self, model, updates: dict[str, UserUpdate], now_ms: int) -> None:
+    def _recommend(self, model: ServingModel, updates: dict[str, UserUpdate], now_ms: int) -> None:
         users = list(updates)
-        histories = model.histories([updates[u].state.history for u in users])
+        states = [updates[u].state for u in users]
+        recommendations, vectors = self.recommend(model, users, states, self.top_k, now_ms)
+        for user, state, rec, vector in zip(users, states, recommendations, vectors):
+            if vector is not None:
+                state.embedding = vector
+            state.model_version = model.model_version
+            state.last_recs = list(rec.item_ids)
+            updates[user].recommendation = rec
+
+    def recommend(self, model: ServingModel, users: Sequence[str], states: Sequence[UserState], k: int,
+                  now_ms: int) -> tuple[list[Recommendation], list[np.ndarray | None]]:
+        """The recommendations of ``users`` (with their ``states``) from ``model``: the one builder of
+        both the published records and the HTTP API's answers. Returns them with each user's
+        vector (``None``: served trending items). The states are not changed."""
+        histories = model.histories([s.history for s in states])
         vectors = model.vectors_of(histories)
         personal = [r for r, v in enumerate(vectors) if v is not None]
         found_positions: list[list[int]] = []
         found_scores: list[list[float]] = []
         if personal:
             queries = np.stack([vectors[r] for r in personal])
-            found_positions, found_scores = model.search_positions(
-                queries, self.top_k, histories.known_positions(personal))
+            found_positions, found_scores = model.search_positions(queries, k, histories.known_positions(personal))
         reasons = model.reasons(histories, personal, found_positions)
         item_ids = model.item_ids
         model_version, index_version = model.model_version, model.index_version
         ranked = iter(zip(found_positions, found_scores, reasons))
-        for row, user in enumerate(users):
-            update = updates[user]
-            state = update.state
-            vector = vectors[row]
-            if vector is not None:
-                state.embedding = vector
+        out: list[Recommendation] = []
+        for row, (user, state) in enumerate(zip(users, states)):
+            source: Source
+            if vectors[row] is not None:
                 positions, scores, why = next(ranked)
                 ids = [item_ids[p] for p in positions]
                 source = "personal"
             else:
-                trending = self.trending.top(self.top_k, histories.consumed(row))
+                trending = self.trending.top(k, histories.consumed(row))
                 ids = [i for i, _ in trending]
                 scores = [s for _, s in trending]
                 why = [POPULAR] * len(ids)
                 source = "trending"
-            state.model_version = model_version
-            state.last_recs = ids
-            update.recommendation = {
-                "user_id": user,
-                "items": [{"item_id": i, "score": round(s, 6), "reason": r} for i, s, r in zip(ids, scores, why)],
-                "source": source,
-                "model_version": model_version,
-                "index_version": index_version,
-                "event_timestamp_ms": update.event.timestamp_ms,
-                "event_offset": update.record.offset,
-                "generated_ms": now_ms,
-            }
-
-
-def encode_recommendation(recommendation: dict[str, Any]) -> bytes:
-    """A recommendation record's value: its compact JSON (:func:`stream.core.state.dumps`)."""
-    return dumps(recommendation)
+            history = state.history
+            out.append(Recommendation(user, ids, scores, why, source, model_version, index_version,
+                                      history[-1][2] if history else None,
+                                      state.last_offset if state.last_offset >= 0 else None, now_ms))
+        return out, vectors

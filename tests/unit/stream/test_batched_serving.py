@@ -8,10 +8,12 @@ import orjson
 import pytest
 
 from models.data.synthetic import generate_demo_dataset
+from stream.core.records import Record
 from stream.core.state import UserState, recency_weighted_mean
 from stream.core.trending import TrendingCounter
 from stream.serving.model import VERBS, ModelHolder, ServingModel, bootstrap_model
-from stream.serving.processor import BatchProcessor, InRecord, encode_recommendation
+from stream.core.recommendations import Recommendation
+from stream.serving.processor import BatchProcessor
 
 NOW = 1_767_300_000_000
 
@@ -92,7 +94,7 @@ def random_histories(data, rng, n_users, unknown=True):
 def test_user_vectors_equal_the_per_user_reference(data, n_users):
     model = bootstrap_model(data.items, dim=32)
     histories = random_histories(data, np.random.default_rng(n_users), n_users)
-    got, want = model.user_vectors(histories), ref_user_vectors(model, histories)
+    got, want = model.vectors_of(model.histories(histories)), ref_user_vectors(model, histories)
     assert [g is None for g in got] == [w is None for w in want]
     for g, w in zip(got, want):
         if w is not None:
@@ -113,7 +115,7 @@ def test_trained_encoder_gets_the_same_inputs(data):
         return out
 
     model.user_encoder = encoder
-    got = model.user_vectors(histories)
+    got = model.vectors_of(model.histories(histories))
     want = ref_user_vectors(model, histories)
     (new_p, new_w), (old_p, old_w) = seen
     for a, b in zip(new_p + new_w, old_p + old_w):
@@ -145,7 +147,6 @@ def test_search_and_reasons_equal_the_reference(data):
     positions, scores = model.search_positions(queries, 8, flat.known_positions(users))
     ref = ref_search(model, queries, 8, [{h[0] for h in histories[u]} for u in users])
     assert [[(model.item_ids[p], s) for p, s in zip(ps, ss)] for ps, ss in zip(positions, scores)] == ref
-    assert model.search(queries, 8, [{h[0] for h in histories[u]} for u in users]) == ref
     reasons = model.reasons(flat, users, positions)
     for u, found, why in zip(users, ref, reasons):
         assert [r for _, _, r in ref_explain(model, found, histories[u])] == why
@@ -169,28 +170,32 @@ def test_processor_equals_the_per_user_reference_on_random_batches(data):
         batch = []
         for _ in range(size):
             e = events[int(rng.integers(0, len(events)))]
-            batch.append(InRecord("events", 0, offset, e["user_id"].encode(), json.dumps(e).encode(), NOW))
+            batch.append(Record("events", 0, offset, e["user_id"].encode(), json.dumps(e).encode(), NOW))
             offset += 1
         result = processor.process(batch, lambda u, r: UserState.from_bytes(store.get(u)), now_ms=NOW)
         want = ref_recommend(model, trending, 6, {u: up.state for u, up in result.updates.items()})
         for user, update in result.updates.items():
             vector, source, items = want[user]
-            rec = update.recommendation
+            rec = update.recommendation.to_dict()
             assert (rec["source"], rec["items"]) == (source, items)
             assert (vector is None) or np.abs(update.state.embedding - vector).max() <= 1e-6
             assert update.state.last_recs == [i["item_id"] for i in items]
             assert list(rec) == ["user_id", "items", "source", "model_version", "index_version",
-                                 "event_timestamp_ms", "event_offset", "generated_ms"]
+                                 "event_timestamp_ms", "event_offset", "generated_ms", "published_ms"]
             store[user] = update.state.to_bytes()
 
 
-def test_encode_recommendation_is_the_stdlib_json():
-    rec = {"user_id": "u1", "items": [{"item_id": "i1", "score": 0.123457, "reason": "because you played Só Danço"},
-                                      {"item_id": "i2", "score": 5e-06, "reason": "popular right now"}],
-           "source": "personal", "model_version": "content-v0", "index_version": "content-v0-1",
-           "event_timestamp_ms": NOW, "event_offset": 2**40, "generated_ms": NOW, "published_ms": NOW + 1}
-    raw = encode_recommendation(rec)
-    assert isinstance(raw, bytes) and orjson.loads(raw) == json.loads(json.dumps(rec)) == rec
-    ascii_only = {**rec, "items": rec["items"][:1] and [{**rec["items"][0], "reason": "x"}]}
-    assert encode_recommendation(ascii_only) == json.dumps(ascii_only, separators=(",", ":")).encode()
-    assert json.loads(encode_recommendation({**rec, "event_offset": 2**70}))["event_offset"] == 2**70
+def test_encoded_recommendation_is_the_stdlib_json():
+    rec = Recommendation("u1", ["i1", "i2"], [0.1234567, 5e-06], ["because you played Só Danço", "popular right now"],
+                         "personal", "content-v0", "content-v0-1", NOW, 2**40, NOW, NOW + 1)
+    raw = rec.encode()
+    want = {"user_id": "u1", "items": [{"item_id": "i1", "score": 0.123457, "reason": "because you played Só Danço"},
+                                       {"item_id": "i2", "score": 5e-06, "reason": "popular right now"}],
+            "source": "personal", "model_version": "content-v0", "index_version": "content-v0-1",
+            "event_timestamp_ms": NOW, "event_offset": 2**40, "generated_ms": NOW, "published_ms": NOW + 1}
+    assert isinstance(raw, bytes) and orjson.loads(raw) == json.loads(json.dumps(want)) == want
+    ascii_only = Recommendation("u1", ["i1"], [0.5], ["x"], "personal", "v", "v-1", NOW, 3, NOW, None)
+    assert ascii_only.encode() == json.dumps(ascii_only.to_dict(), separators=(",", ":")).encode()
+    rec.event_offset = 2**70  # past 64 bits: orjson refuses, the stdlib writes it
+    assert json.loads(rec.encode())["event_offset"] == 2**70
+    assert Recommendation.parse(rec.encode()).to_dict() == rec.to_dict()

@@ -6,8 +6,9 @@ import random
 
 import pytest
 
-from stream.core.events import _reject_constant, _validate, parse_event
-from stream.errors import InvalidEvent
+from stream.core.codec import reject_constant as _reject_constant
+from stream.core.events import _validate, parse_event
+from stream.errors import InvalidEvent, InvalidRecord
 
 NOW = 1_790_000_000_000
 BASE = {"user_id": "u1", "item_id": "i9", "event_type": "play", "timestamp_ms": NOW - 1000, "value": 95.5,
@@ -23,8 +24,8 @@ def stdlib_parse(raw: bytes):
             raise InvalidEvent("bad_encoding", f"not UTF-8: {e.reason} at byte {e.start}") from e
         try:
             data = json.loads(text, parse_constant=_reject_constant)
-        except InvalidEvent:
-            raise
+        except InvalidRecord as e:
+            raise InvalidEvent(e.reason, e.detail) from None
         except (json.JSONDecodeError, RecursionError) as e:
             raise InvalidEvent("bad_json", str(e)[:200]) from e
         if not isinstance(data, dict):

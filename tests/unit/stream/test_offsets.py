@@ -7,10 +7,10 @@ from collections import defaultdict
 from aiokafka import TopicPartition as TP
 from intervaltree import IntervalTree
 
+from stream.core.records import Record
 from stream.runtime import faust_fixes
 from stream.runtime.batch_feed import acknowledge
 from stream.runtime.holes import HoleFiller
-from stream.serving.processor import InRecord
 
 TOPIC = "events"
 P0 = TP(TOPIC, 0)
@@ -78,7 +78,7 @@ def test_a_hole_in_the_middle_commits_up_to_it():
 
 
 def record(offset, partition=0):
-    return InRecord(TOPIC, partition, offset, b"u", b"{}", 0)
+    return Record(TOPIC, partition, offset, b"u", b"{}", 0)
 
 
 def filler(consumer, store):

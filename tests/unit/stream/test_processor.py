@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from models.data.synthetic import generate_demo_dataset
+from stream.core.dead_letters import DeadLetter
+from stream.core.records import Record
 from stream.core.state import UserState
 from stream.core.trending import TrendingCounter
 from stream.serving.model import ModelHolder, bootstrap_model
-from stream.serving.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM, BatchProcessor, InRecord, dead_letter_record
+from stream.serving.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM, BatchProcessor
 
 NOW = 1_767_300_000_000
 
@@ -26,15 +28,15 @@ def processor(data):
 
 
 class Store(dict):
-    def load(self, user_id: str, record: InRecord | None = None) -> UserState:
+    def load(self, user_id: str, record: Record | None = None) -> UserState:
         return UserState.from_json(self.get(user_id))
 
 
-def record(offset: int, value, key: bytes | None = None, partition: int = 0) -> InRecord:
+def record(offset: int, value, key: bytes | None = None, partition: int = 0) -> Record:
     raw = value if isinstance(value, bytes) else json.dumps(value).encode()
     if key is None and isinstance(value, dict) and isinstance(value.get("user_id"), str):
         key = value["user_id"].encode()
-    return InRecord("events", partition, offset, key, raw, NOW)
+    return Record("events", partition, offset, key, raw, NOW)
 
 
 def ev(user: str, item: str, etype: str = "play", ts: int = NOW - 10_000, value: float | None = 120.0) -> dict:
@@ -51,7 +53,7 @@ def test_recommendations_exclude_consumed_and_explain(processor, data):
     result = processor.process(batch, Store().load, now_ms=NOW)
     assert not result.dead_letters and result.applied == 3
     assert set(result.updates) == {"alice", "bob"}  # one recommendation per user per batch
-    rec = result.updates["alice"].recommendation
+    rec = result.updates["alice"].recommendation.to_dict()
     assert rec["event_offset"] == 1 and rec["event_timestamp_ms"] == NOW - 5000
     assert rec["source"] == "personal" and rec["model_version"] == "content-v0"
     got = [r["item_id"] for r in rec["items"]]
@@ -68,7 +70,7 @@ def test_content_vectors_recommend_the_same_topic(processor, data):
         by_topic.setdefault(it["category"], []).append(it["item_id"])
     topic, members = next((t, m) for t, m in by_topic.items() if len(m) >= 5)
     batch = [record(n, ev("carol", item)) for n, item in enumerate(members[:3])]
-    rec = processor.process(batch, Store().load, now_ms=NOW).updates["carol"].recommendation
+    rec = processor.process(batch, Store().load, now_ms=NOW).updates["carol"].recommendation.to_dict()
     topic_of = {it["item_id"]: it["category"] for it in data.items}
     assert topic_of[rec["items"][0]["item_id"]] == topic
 
@@ -84,13 +86,13 @@ def test_bad_records_become_dead_letters_and_the_rest_is_processed(processor, da
         record(5, None, key=b"k"),
         record(6, ev("erin", item)),
     ]
-    batch[5] = InRecord("events", 0, 5, b"k", None, NOW)
+    batch[5] = Record("events", 0, 5, b"k", None, NOW)
     result = processor.process(batch, Store().load, now_ms=NOW)
     reasons = [(r.offset, reason) for r, reason, _ in result.dead_letters]
     assert reasons == [(0, "bad_json"), (2, UNKNOWN_ITEM), (3, KEY_MISMATCH), (4, "unknown_event_type"),
                        (5, "bad_json")]
     assert set(result.updates) == {"dave", "erin"} and result.applied == 2
-    letter = json.loads(dead_letter_record(batch[0], "bad_json", "detail", NOW))
+    letter = json.loads(DeadLetter.of(batch[0], "bad_json", "detail", NOW).encode())
     assert letter["offset"] == 0 and letter["reason"] == "bad_json"
     import base64
     assert base64.b64decode(letter["value_b64"]) == b"{not json"
@@ -119,7 +121,7 @@ def test_redelivery_alone_rewrites_state_and_republishes(processor, data):
     update = again.updates["frank"]
     assert update.state.to_json()["history"] == store["frank"]["history"]
     assert update.state.counts == {"play": 1} and update.state.last_offset == 7
-    assert update.recommendation is not None and update.recommendation["event_offset"] == 7
+    assert update.recommendation is not None and update.recommendation.event_offset == 7
 
 
 def test_skip_only_user_gets_trending_items(processor, data):
@@ -127,7 +129,7 @@ def test_skip_only_user_gets_trending_items(processor, data):
     warm = [record(n, ev(f"w{n}", ids[5])) for n in range(3)] + [record(3, ev("w9", ids[6]))]
     processor.process(warm, Store().load, now_ms=NOW)
     result = processor.process([record(10, ev("gina", ids[0], "skip", value=2.0))], Store().load, now_ms=NOW)
-    rec = result.updates["gina"].recommendation
+    rec = result.updates["gina"].recommendation.to_dict()
     assert rec["source"] == "trending"
     assert [r["item_id"] for r in rec["items"]][:2] == [ids[5], ids[6]]
 
