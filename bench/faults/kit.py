@@ -24,17 +24,16 @@ from typing import Any, Iterator
 
 from kafka import KafkaAdminClient
 
+from bench.faults.local import KAFKA_SH, free_port
+from bench.faults.oracle import Expected, StateCheck, compare, latest_values, replay
 from models.data.synthetic import generate_demo_dataset
 from stream.core.topics import project_topics
 from stream.demo.local_worker import LocalWorker
 from stream.kafka.admin import delete_topics, ensure_topics
 from stream.kafka.config import kafka_python_options
-from stream.kafka.producer import publish_catalog
-from stream.kafka.producer import EventProducer
+from stream.kafka.producer import EventProducer, publish_catalog
 from stream.kafka.reader import end_offsets, read_range
 from stream.settings import Settings
-from bench.faults.local import KAFKA_SH, free_port
-from bench.faults.oracle import Expected, StateCheck, compare, latest_values, replay
 
 EVENT_TYPES = ("click", "play", "skip", "like", "purchase")
 MAX_HISTORY = 25  # small, so the bound on the history is exercised
