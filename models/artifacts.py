@@ -3,7 +3,8 @@
 Layout of one version folder::
 
     manifest.json         format, created time, {file: {sha256, bytes}} for every other file
-    config.json           TrainConfig and the tower spec (enough to rebuild the towers)
+    config.json           the tower spec (architecture and sizes: enough to rebuild the towers)
+                          and the training settings (provenance)
     weights.safetensors   plain tensors (weights.pt, a plain state_dict, when safetensors is absent)
     items.json users.json id maps (index order)
     features/text.*       the fitted text featurizer, JSON + npz (absent for id-only models)
@@ -11,12 +12,14 @@ Layout of one version folder::
     metrics.json          training and validation metrics
     index/                optional, written by the ``index_builder`` hook
 
-Nothing is unpickled: weights load with ``safetensors`` or ``torch.load(weights_only=True)``,
-arrays with ``np.load(allow_pickle=False)``.
+Serving loads a version with the towers and features alone: nothing here imports
+:mod:`models.train`. Nothing is unpickled: weights load with ``safetensors`` or
+``torch.load(weights_only=True)``, arrays with ``np.load(allow_pickle=False)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,19 +28,18 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from models.data.dataset import IdMap
 from models.errors import ModelsError
+from models.features.content import Featurizer, load_featurizer
+from models.towers.config import TowerConfig
+from models.towers.loaded import LoadedModel
 from models.towers.model import TwoTower
-from models.train.config import TrainConfig
-from models.train.content import Featurizer, dense_features, load_featurizer
-from models.train.loop import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -61,33 +63,20 @@ class ArtifactChecksumError(ArtifactError):
     """A file of an artifact does not match the manifest (tampered, truncated or missing)."""
 
 
-@dataclass
-class LoadedModel:
-    """A model loaded from an artifact, ready for serving: eval mode, on CPU.
+class Exportable(Protocol):
+    """What :func:`save_artifact` writes (``models.train.TrainedModel`` is one; serving never imports it).
 
-    ``item_embeddings`` float32 (n_items, dim), row = index in ``items``.
+    ``config``: a dataclass of the training settings, recorded as ``train_config``;
+    ``item_embeddings``: float32 (n_items, dim), row = index in ``items``.
     """
 
-    path: Path
-    config: TrainConfig
+    config: Any
     model: TwoTower
     items: IdMap
     users: IdMap
     item_embeddings: np.ndarray
     featurizer: Featurizer | None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-    def encode_user(self, history: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """float32 (dim,) from chronological item indices (the worker's per-event path)."""
-        return self.model.user_tower.encode(history, weights)
-
-    def cold_item_vectors(self, texts: list[str]) -> np.ndarray:
-        """float32 (len(texts), dim) for items with text but no trained id (zeros without a featuriser)."""
-        if self.featurizer is None:
-            return np.zeros((len(texts), self.model.item_tower.dim), dtype=np.float32)
-        with torch.no_grad():
-            return self.model.item_tower.from_content(dense_features(self.featurizer, texts)).numpy()
+    metrics: dict[str, Any]
 
 
 def sha256_file(path: Path) -> str:
@@ -99,7 +88,7 @@ def sha256_file(path: Path) -> str:
 
 
 def save_artifact(
-    trained: TrainedModel,
+    trained: Exportable,
     root: str | Path,
     version: str | None = None,
     index_builder: IndexBuilder | None = None,
@@ -134,7 +123,7 @@ def save_artifact(
             "format": FORMAT_VERSION,
             "weights": weights,
             "featurizer": featurizer,
-            "train_config": json.loads(trained.config.to_json()),
+            "train_config": dataclasses.asdict(trained.config),
             "tower_spec": trained.model.spec,
         }
         _write_json(tmp / "config.json", config)
@@ -206,7 +195,7 @@ def load_artifact(path: str | Path) -> LoadedModel:
         featurizer = load_featurizer(config["featurizer"]["kind"], path / config["featurizer"]["path"])
     return LoadedModel(
         path=path,
-        config=TrainConfig.from_json(json.dumps(config["train_config"])),
+        config=TowerConfig.from_spec(config["tower_spec"]),
         model=model,
         items=IdMap.from_json(json.loads((path / "items.json").read_text(encoding="utf-8"))),
         users=IdMap.from_json(json.loads((path / "users.json").read_text(encoding="utf-8"))),
@@ -214,6 +203,7 @@ def load_artifact(path: str | Path) -> LoadedModel:
         featurizer=featurizer,
         metrics=json.loads((path / "metrics.json").read_text(encoding="utf-8")),
         manifest=manifest,
+        train_config=dict(config.get("train_config") or {}),
     )
 
 

@@ -1,9 +1,11 @@
-"""Item content features for the item tower, from the shared featurizers in :mod:`models.features`.
+"""Item content features for the item tower, from the shared featurizers of this package.
 
 ``kind``: ``tfidf`` / ``bow`` (sparse, densified here: a catalogue of a few
 thousand items with a capped vocabulary fits easily) or ``word2vec`` (mean word
 vectors of the item text). The fitted featurizer travels in the artifact so the
-worker can featurise an unseen item's text (cold start).
+worker can featurise an unseen item's text (cold start): training fits one
+(:func:`fit_featurizer`), serving loads it back (:func:`load_featurizer`) and both
+densify with :func:`dense_features`.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.data.dataset import ItemCatalog
-from models.features import BagOfWords, TextWord2Vec, Tfidf
+from models.features.embeddings import TextWord2Vec
+from models.features.text import BagOfWords, Tfidf
 
 MAX_FEATURES = 4096
 
 
 class Featurizer(Protocol):
+    """A fitted text featurizer: ``transform`` gives float32 (n_docs, n_features), dense or CSR."""
+
     kind: str
 
     def fit(self, documents: list[str]) -> Featurizer: ...

@@ -1,19 +1,28 @@
-"""The trainer's one typed, frozen settings object."""
+"""The trainer's one typed, frozen settings object, and the periodic trainer's defaults.
+
+Plain data, no torch: the command lines generate their options from these fields.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-Tower = Literal["mean", "gru", "cnn", "sasrec"]
+from models.towers.config import TOWERS, Tower, TowerConfig
+
 Loss = Literal["sampled_softmax", "full_softmax", "bce"]
+Windows = Literal["all", "last"]
+Content = Literal["none", "tfidf", "bow", "word2vec"]
+
+__all__ = ["TOWERS", "TRAINER_DEFAULTS", "Content", "Loss", "Tower", "TrainConfig", "Windows", "trainer_config"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of :func:`models.train.train_two_tower`.
+class TrainConfig(TowerConfig):
+    """Every setting of :func:`models.train.train_two_tower`: the architecture
+    (:class:`models.towers.config.TowerConfig`'s fields, first) and the training.
 
     ``loss``: ``sampled_softmax`` (default) is in-batch softmax over the batch's
     distinct target items with logQ popularity correction; ``full_softmax`` scores
@@ -23,16 +32,11 @@ class TrainConfig:
     windows of ``max_len + 1`` items so every position is a target once per epoch;
     ``last`` keeps only each user's most recent window (as SASRec does).
     ``content``: the item text features fed to the item tower (``none`` = ids only).
+    ``device``: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+    ``num_threads``: torch intra-op threads (``None``: torch's default).
+    ``max_steps``: stop after this many optimizer steps (``None``: no limit; smoke tests).
     """
 
-    tower: Tower = "sasrec"
-    dim: int = 64
-    max_len: int = 50
-    dropout: float = 0.2
-    id_dropout: float = 0.1
-    n_layers: int = 2
-    n_heads: int = 1
-    kernel_size: int = 3
     loss: Loss = "sampled_softmax"
     n_negatives: int = 1
     batch_size: int = 128
@@ -41,40 +45,29 @@ class TrainConfig:
     epochs: int = 50
     patience: int = 5
     eval_k: int = 10
-    windows: Literal["all", "last"] = "all"
-    content: Literal["none", "tfidf", "bow", "word2vec"] = "tfidf"
+    windows: Windows = "all"
+    content: Content = "tfidf"
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
     progress: bool = True
-    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests)
+    max_steps: int | None = None
 
-    def __post_init__(self) -> None:
-        checks = {
-            "dim": self.dim >= 1,
-            "max_len": self.max_len >= 1,
-            "dropout": 0.0 <= self.dropout < 1.0,
-            "id_dropout": 0.0 <= self.id_dropout < 1.0,
+    def _checks(self) -> dict[str, bool]:
+        return {
+            **super()._checks(),
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
             "epochs": self.epochs >= 1,
             "patience": self.patience >= 1,
+            "eval_k": self.eval_k >= 1,
             "n_negatives": self.n_negatives >= 1,
-            "tower": self.tower in ("mean", "gru", "cnn", "sasrec"),
-            "loss": self.loss in ("sampled_softmax", "full_softmax", "bce"),
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid TrainConfig fields: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
-
-    def tower_spec(self, n_items: int, n_features: int) -> dict[str, Any]:
-        """The JSON-able dict :class:`models.towers.TwoTower` is built from."""
-        return {
-            "tower": self.tower, "n_items": n_items, "n_features": n_features, "dim": self.dim,
-            "max_len": self.max_len, "dropout": self.dropout,
-            # Without content, dropping the id would leave an item with no vector at all.
-            "id_dropout": self.id_dropout if n_features else 0.0,
-            "n_layers": self.n_layers, "n_heads": self.n_heads, "kernel_size": self.kernel_size,
+            "loss": self.loss in get_args(Loss),
+            "windows": self.windows in get_args(Windows),
+            "content": self.content in get_args(Content),
+            "num_threads": self.num_threads is None or self.num_threads >= 1,
+            "max_steps": self.max_steps is None or self.max_steps >= 1,
         }
 
     def to_json(self) -> str:
@@ -85,3 +78,15 @@ class TrainConfig:
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# The periodic trainer's (``streamrec train`` / ``trainer``, the demo) departures from
+# TrainConfig's library defaults; every other field is TrainConfig's own. Full softmax
+# scores the whole catalogue, cheap at the few thousand items served (the report's
+# models chose it on ml-100k validation too); 30 epochs, patience 4 bound a run's time.
+TRAINER_DEFAULTS: dict[str, Any] = {"loss": "full_softmax", "epochs": 30, "patience": 4}
+
+
+def trainer_config(**overrides: Any) -> TrainConfig:
+    """The periodic trainer's settings: :data:`TRAINER_DEFAULTS` over TrainConfig's, then ``overrides``."""
+    return TrainConfig(**{**TRAINER_DEFAULTS, **overrides})

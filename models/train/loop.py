@@ -23,9 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from models.data.dataset import IdMap, Interactions, Split
+from models.features.content import Featurizer, dense_features, fit_featurizer
 from models.towers.model import TwoTower
 from models.train.config import TrainConfig
-from models.train.content import Featurizer, dense_features, fit_featurizer
 from models.train.data import epoch_batches, item_probabilities, make_windows
 from models.train.losses import bce_loss, full_softmax_loss, in_batch_log_q, sampled_softmax_loss
 from models.train.metrics import rank_metrics

@@ -15,6 +15,7 @@ import numpy as np
 from models.base import NotFittedError, Recommender
 from models.data.dataset import Interactions, ItemCatalog, Split, leave_last_out
 from models.evaluate.registry import register_model
+from models.towers.config import TOWERS
 from models.train.config import TrainConfig
 from models.train.loop import TrainedModel, train_two_tower
 
@@ -65,7 +66,7 @@ def _factory(tower: str) -> Any:
 
 def register_two_tower_models() -> None:
     """Register every user tower under ``two_tower_<tower>`` (idempotent)."""
-    for tower in ("mean", "gru", "cnn", "sasrec"):
+    for tower in TOWERS:
         register_model(f"two_tower_{tower}", _factory(tower), overwrite=True)
 
 

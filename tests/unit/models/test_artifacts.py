@@ -1,8 +1,11 @@
-"""Artifact round trip, checksum refusal (tampered byte, truncated file), the index hook."""
+"""Artifact round trip, checksum refusal (tampered byte, truncated file), the index hook,
+and that loading one (what the worker does) needs nothing of the training loop."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +43,9 @@ def test_round_trip(trained, tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.model.item_vectors(), trained.item_embeddings, rtol=1e-6, atol=1e-6)
     history = np.array([1, 2, 3])
     np.testing.assert_allclose(loaded.encode_user(history), trained.model.user_tower.encode(history), rtol=1e-6, atol=1e-6)
-    assert loaded.items == trained.items and loaded.config == trained.config
+    # The artifact describes its architecture itself; the training settings travel with it as JSON.
+    assert loaded.items == trained.items and loaded.config == trained.config.tower_config()
+    assert TrainConfig(**loaded.train_config) == trained.config
     cold = loaded.cold_item_vectors(["a jazz track: saxophone swing"])
     assert cold.shape == (1, 8) and np.abs(cold).sum() > 0
     with pytest.raises(ArtifactError):
@@ -68,3 +73,13 @@ def test_unreadable_manifest(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ArtifactError):
         load_artifact(tmp_path)
+
+
+def test_loading_imports_nothing_of_training() -> None:
+    # The worker imports models.artifacts to load versions: serving and training stay apart.
+    code = ("import sys, models.artifacts; from models.artifacts import load_artifact, LoadedModel; "
+            "bad = sorted(m for m in sys.modules if m == 'models.train' or m.startswith('models.train.')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[3])
+    assert done.returncode == 0, done.stdout + done.stderr

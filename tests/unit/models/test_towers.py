@@ -111,3 +111,20 @@ def test_two_tower_rebuilds_from_spec() -> None:
     assert a.user_vectors([np.array([1, 2]), np.array([], dtype=np.int64)]).shape == (2, DIM)
     with pytest.raises(ValueError):
         make_user_tower("lstm", _item_tower())
+
+
+def test_one_list_of_towers() -> None:
+    """models.towers.config.TOWERS names every user tower, in the registry and the config's choices."""
+    import typing
+
+    from models.towers.config import TOWERS, TowerConfig
+    from models.towers.model import _TOWER_ARGS
+    from models.train.config import TrainConfig
+
+    assert tuple(USER_TOWERS) == TOWERS and tuple(_TOWER_ARGS) == TOWERS
+    assert typing.get_args(typing.get_type_hints(TrainConfig)["tower"]) == TOWERS
+    with pytest.raises(ValueError, match="tower='lstm'"):
+        TowerConfig(tower="lstm")  # type: ignore[arg-type]
+    cfg = TrainConfig(tower="cnn", dim=8, lr=0.01)
+    assert cfg.tower_config() == TowerConfig(tower="cnn", dim=8)
+    assert TowerConfig.from_spec(cfg.tower_spec(5, 3)) == cfg.tower_config()
