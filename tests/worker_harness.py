@@ -37,3 +37,16 @@ def topic_json(settings: Settings, topic: str) -> list[tuple[bytes | None, Any]]
 def recommendations_for(settings: Settings, user_id: str) -> list[dict[str, Any]]:
     """Every recommendation published for ``user_id``, oldest first."""
     return [v for k, v in topic_json(settings, "recommendations") if k == user_id.encode()]
+
+
+def schema_violations(topic: str, values: list[Any]) -> list[str]:
+    """What in ``values`` (decoded records of one of the project's topics) breaks the topic's JSON
+    Schema in docs/schemas (the files subscribers in other languages read)."""
+    import jsonschema
+
+    from stream.core.schemas import DEFAULT_FOLDER
+
+    schema = json.loads((DEFAULT_FOLDER / f"{topic}.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    return [f"{topic}: {error.message} in {str(value)[:200]}" for value in values
+            for error in validator.iter_errors(value)]

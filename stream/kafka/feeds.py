@@ -9,20 +9,20 @@ without a group, so adding workers never splits them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from stream.core.records import Record
 from stream.kafka.config import aiokafka_options
 from stream.kafka.reader import CatchUp
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[list[dict[str, Any]]], Awaitable[None]]
+Handler = Callable[[list[Record]], Awaitable[None]]
 
 
 async def follow_topic(
@@ -33,13 +33,14 @@ async def follow_topic(
     from_beginning: bool = True,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Read ``topic`` (all partitions) forever, calling ``on_records`` with decoded JSON values.
+    """Read ``topic`` (all partitions) forever, calling ``on_records`` with each fetch's records.
 
     With ``from_beginning`` every record is replayed first (a compacted
     catalogue); otherwise only the last record of each partition and what
     follows (the latest model announcement). ``on_caught_up`` runs once, when
-    the end offsets seen at start-up are reached. Undecodable records are
-    logged and skipped. Broker outages are retried with back-off.
+    the end offsets seen at start-up are reached. Records arrive as read,
+    tombstones included: the handler decodes and validates them (the topic's
+    schema in ``stream.core``). Broker outages are retried with back-off.
     """
     caught_up = False
     backoff = 0.5
@@ -63,21 +64,11 @@ async def follow_topic(
             progress = CatchUp({tp.partition: ends[tp] for tp in partitions})
             while stop is None or not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=2000)
-                values = []
-                delivered: dict[int, int] = {}
-                for tp, messages in batches.items():
-                    if messages:
-                        delivered[tp.partition] = messages[-1].offset + 1
-                    for m in messages:
-                        if m.value is None:
-                            continue  # a tombstone: the item was deleted (kept for recommendations made)
-                        try:
-                            values.append(json.loads(m.value))
-                        except (ValueError, UnicodeDecodeError) as e:
-                            log.warning("skipping undecodable record topic=%s partition=%d offset=%d error=%s",
-                                        topic, m.partition, m.offset, e)
-                if values:
-                    await on_records(values)
+                records = [Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                           for messages in batches.values() for m in messages]
+                delivered = {tp.partition: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+                if records:
+                    await on_records(records)
                 if not caught_up:
                     progress.update(delivered, {tp.partition: await consumer.position(tp) for tp in partitions})
                     if progress.done:

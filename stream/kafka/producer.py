@@ -28,6 +28,7 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from stream.core.events import Event, parse_event
+from stream.core.items import Item, parse_item
 from stream.core.topics import EVENTS, ITEMS
 from stream.errors import InvalidEvent, StreamError
 from stream.kafka.config import kafka_python_options
@@ -188,20 +189,18 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def publish_catalog(settings: Settings, items: Iterable[Mapping[str, Any]]) -> int:
-    """Publish catalogue records to the compacted ``items`` topic, keyed by item id; returns how many.
-
-    Acknowledged by the broker before returning.
+def publish_catalog(settings: Settings, items: Iterable[Item | Mapping[str, Any]]) -> int:
+    """Validate catalogue records and publish them to the compacted ``items`` topic, keyed by item id;
+    returns how many. Raises :class:`~stream.core.items.InvalidItem` before sending anything when one
+    is invalid; acknowledged by the broker before returning.
     """
+    records = [it if isinstance(it, Item) else parse_item(it) for it in items]
     producer = KafkaProducer(**kafka_python_options(settings), acks="all", linger_ms=5,
                              allow_auto_create_topics=False)
-    sent = 0
     try:
-        for item in items:
-            producer.send(settings.topic(ITEMS), key=str(item["item_id"]).encode(),
-                          value=json.dumps(item, separators=(",", ":")).encode())
-            sent += 1
+        for item in records:
+            producer.send(settings.topic(ITEMS), key=item.item_id.encode(), value=item.encode())
         producer.flush(timeout=60)
     finally:
         producer.close(timeout=30)
-    return sent
+    return len(records)

@@ -25,11 +25,14 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from stream.core.announcements import ModelAnnouncement, parse_announcement
 from stream.core.dead_letters import DeadLetter
+from stream.core.items import parse_item
 from stream.core.records import Record
 from stream.core.state import UserState
 from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
 from stream.core.trending import TrendingCounter
+from stream.errors import InvalidRecord
 from stream.kafka.feeds import follow_topic
 from stream.kafka.reader import read_range
 from stream.runtime import local_state, metrics
@@ -170,14 +173,20 @@ class Worker:
         await follow_topic(self.settings, self.settings.topic(ITEMS), self._on_items,
                            on_caught_up=self._on_catalog_loaded)
 
-    async def _on_items(self, items: list[dict[str, Any]]) -> None:
-        valid = [it for it in items if isinstance(it, dict) and isinstance(it.get("item_id"), (str, int))]
-        if len(valid) < len(items):
-            log.warning("ignoring %d catalogue records without an item_id", len(items) - len(valid))
+    async def _on_items(self, records: list[Record]) -> None:
+        valid: list[dict[str, Any]] = []
+        for record in records:
+            if record.value is None:
+                continue  # a tombstone: the item was deleted (kept for recommendations made)
+            try:
+                valid.append(parse_item(record.value).to_dict())
+            except InvalidRecord as e:
+                log.warning("catalogue record ignored reason=%s detail=%s partition=%d offset=%d",
+                            e.reason, e.detail, record.partition, record.offset)
         for it in valid:
-            self.catalog[str(it["item_id"])] = it
+            self.catalog[it["item_id"]] = it
         model = self.holder.current
-        if model is None:
+        if model is None or not valid:
             return  # the first model is built from the whole catalogue once it is read
         added = model.add_items(valid)
         if added:
@@ -196,13 +205,22 @@ class Worker:
         await follow_topic(self.settings, self.settings.topic(MODEL_UPDATES), self._on_announcements,
                            from_beginning=False)
 
-    async def _on_announcements(self, announcements: list[dict[str, Any]]) -> None:
-        latest = announcements[-1]  # only the newest version matters
-        version = str(latest.get("version", ""))
+    async def _on_announcements(self, records: list[Record]) -> None:
+        latest: ModelAnnouncement | None = None  # only the newest valid version matters
+        for record in records:
+            try:
+                latest = parse_announcement(record.value)
+            except InvalidRecord as e:
+                metrics.MODEL_SWAPS.labels("rejected").inc()
+                log.error("model announcement ignored reason=%s detail=%s offset=%d", e.reason, e.detail,
+                          record.offset)
+        if latest is None:
+            return
+        version = latest.version
         current = self.holder.current
         serving = current.model_version if current is not None else None
         del current  # a reference kept here would freeze the previous version after the swap
-        if not version or version == serving or version == self._loading:
+        if version == serving or version == self._loading:
             return
         self._loading = version
         try:
@@ -215,14 +233,14 @@ class Worker:
             self._loading = None
         self._serve(model)
 
-    def _load_version(self, announcement: dict[str, Any]):
+    def _load_version(self, announcement: ModelAnnouncement):
         """Load and verify an announced version in a thread, with the current catalogue added."""
         from stream.serving.model import model_from_artifact
 
-        version = str(announcement["version"])
+        version = announcement.version  # a plain name (stream.core.announcements): stays inside artifacts_dir
         path = self.settings.artifacts_dir / version
-        if not path.is_dir() and announcement.get("path"):
-            path = Path(announcement["path"])
+        if not path.is_dir() and announcement.path:
+            path = Path(announcement.path)
         started = time.perf_counter()
         model = model_from_artifact(path)
         model.add_items(list(self.catalog.values()))

@@ -22,8 +22,8 @@ import numpy as np
 
 from models.feedback import EventType, is_positive
 from stream.core.events import Event, parse_event
-from stream.core.records import Record
 from stream.core.recommendations import Recommendation, Source
+from stream.core.records import Record
 from stream.core.state import UserState, apply_event
 from stream.core.trending import TrendingCounter
 from stream.errors import InvalidEvent

@@ -13,7 +13,6 @@ and announces it on ``model-updates``, where every worker picks it up.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -32,9 +31,11 @@ from models.train.config import TrainConfig
 from models.train.loop import train_two_tower
 from models.train.recommender import TwoTowerRecommender
 from models.train.warm import warm_start_from
+from stream.core.announcements import ModelAnnouncement, parse_announcement
 from stream.core.events import parse_event
+from stream.core.items import parse_item
 from stream.core.topics import EVENTS, ITEMS, MODEL_UPDATES
-from stream.errors import InvalidEvent
+from stream.errors import InvalidEvent, InvalidRecord
 from stream.kafka.config import kafka_python_options
 from stream.kafka.reader import read_range
 from stream.settings import Settings
@@ -86,36 +87,41 @@ def snapshot(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, A
             invalid += 1
     items: dict[str, dict[str, Any]] = {}
     for record in asyncio.run(read_range(settings, settings.topic(ITEMS))):
-        if record.value is None:
+        if record.value is None:  # a tombstone takes the item down
+            if record.key is not None:
+                items.pop(record.key.decode("utf-8", "replace"), None)
             continue
         try:
-            item = json.loads(record.value)
-        except ValueError:
-            continue
-        if isinstance(item, dict) and "item_id" in item:
-            items[str(item["item_id"])] = item
+            item = parse_item(record.value)
+        except InvalidRecord:
+            continue  # the worker logs and ignores it too
+        items[item.item_id] = item.to_dict()
     return events, list(items.values()), invalid
 
 
-def latest_announcement(settings: Settings) -> dict[str, Any] | None:
-    """The newest record on ``model-updates``, or ``None``."""
+def latest_announcement(settings: Settings) -> ModelAnnouncement | None:
+    """The newest valid announcement on ``model-updates``, or ``None``."""
     records = asyncio.run(read_range(settings, settings.topic(MODEL_UPDATES)))
     for record in reversed(records):
         try:
-            return json.loads(record.value)
-        except (TypeError, ValueError):
+            return parse_announcement(record.value)
+        except InvalidRecord:
             continue
     return None
 
 
 def announce(settings: Settings, version: str, path: Path, metrics: dict[str, float], extra: dict | None = None) -> None:
-    """Publish a version announcement on ``model-updates`` (acknowledged before returning)."""
+    """Publish a version announcement on ``model-updates`` (acknowledged before returning).
+
+    ``extra`` may name ``users``, ``items`` and ``tower`` (and other fields, kept as written).
+    """
+    extra = dict(extra or {})
+    known = {name: extra.pop(name) for name in ("users", "items", "tower") if name in extra}
+    announcement = ModelAnnouncement(version=version, created_ms=int(time.time() * 1000), metrics=metrics,
+                                     path=str(path.resolve()), extra=extra, **known)
     producer = KafkaProducer(**kafka_python_options(settings), acks="all", allow_auto_create_topics=False)
     try:
-        value = {"version": version, "path": str(path.resolve()), "created_ms": int(time.time() * 1000),
-                 "metrics": metrics, **(extra or {})}
-        producer.send(settings.topic(MODEL_UPDATES), key=version.encode(),
-                      value=json.dumps(value, separators=(",", ":")).encode()).get(timeout=30)
+        producer.send(settings.topic(MODEL_UPDATES), key=version.encode(), value=announcement.encode()).get(timeout=30)
     finally:
         producer.close(timeout=10)
 
@@ -198,7 +204,7 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     current = latest_announcement(settings)
     loaded = None
     if current is not None:
-        run.current_version = str(current.get("version"))
+        run.current_version = current.version
         try:
             loaded = load_artifact(settings.artifacts_dir / run.current_version)
         except (ArtifactError, OSError) as e:

@@ -12,7 +12,7 @@ from models.data.synthetic import generate_demo_dataset
 from stream.kafka.admin import ensure_topics
 from stream.kafka.producer import publish_catalog
 from stream.kafka.producer import EventProducer
-from tests.worker_harness import WorkerProcess, recommendations_for, topic_json, wait_for
+from tests.worker_harness import WorkerProcess, recommendations_for, schema_violations, topic_json, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -167,3 +167,38 @@ def test_cold_start_user_and_new_item(world, data):
     assert similar
     send(settings, play("frank", "fresh-1"))
     assert wait_for(lambda: recommendations_for(settings, "frank"), what="frank's recommendation")
+
+
+def test_http_answers_what_was_published_and_every_record_fits_its_schema(world, data):
+    # Last in this module: nothing is sent after greta's events, so GET must recompute exactly
+    # the recommendation the worker published (one builder for both).
+    settings, worker = world
+    items = [it["item_id"] for it in data.items]
+    send(settings, play("greta", items[10]), play("greta", items[11]), play("greta", items[12]))
+    published = wait_for(lambda: [r for r in recommendations_for(settings, "greta") if r["event_offset"] is not None
+                                  and worker.get("/recommendations/greta")[1].get("history_length") == 3],
+                         what="greta's recommendation")[-1]
+    status, answer = worker.get("/recommendations/greta")
+    assert status == 200 and answer["history_length"] == 3
+    assert answer["items"] == published["items"] and len(answer["items"]) == settings.top_k
+    for field in ("user_id", "source", "model_version", "index_version", "event_offset", "event_timestamp_ms"):
+        assert answer[field] == published[field], field
+
+    import asyncio
+
+    from stream.core.events import parse_event
+    from stream.errors import InvalidEvent
+    from stream.kafka.reader import read_range
+
+    def valid_event(raw: bytes | None) -> bool:
+        try:
+            parse_event(raw or b"")
+            return True
+        except InvalidEvent:
+            return False
+
+    records = {topic: [v for _, v in topic_json(settings, topic)] for topic in ("items", "recommendations", "dead-letter")}
+    records["events"] = [json.loads(r.value) for r in asyncio.run(read_range(settings, settings.topic("events")))
+                         if valid_event(r.value)]
+    assert all(records.values()), {t: len(v) for t, v in records.items()}
+    assert [v for topic, values in records.items() for v in schema_violations(topic, values)] == []

@@ -17,7 +17,7 @@ from stream.kafka.producer import EventProducer
 from stream.settings import Settings
 from stream.trainer.run import latest_announcement, train_once
 from tests.helpers import free_port
-from tests.worker_harness import WorkerProcess, recommendations_for, wait_for
+from tests.worker_harness import WorkerProcess, recommendations_for, schema_violations, topic_json, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -131,7 +131,8 @@ def test_trainer_publishes_and_worker_swaps_without_pausing(kafka_bootstrap, tmp
         assert run.published and run.version and run.events == len(data.events)
         assert (settings.artifacts_dir / run.version / "index" / "manifest.json").is_file()
         announced = latest_announcement(settings)
-        assert announced["version"] == run.version and "ndcg@10" in announced["metrics"]
+        assert announced.version == run.version and "ndcg@10" in announced.metrics
+        assert schema_violations("model-updates", [v for _, v in topic_json(settings, "model-updates")]) == []
         wait_for(lambda: worker.get("/healthz")[1]["model_version"] == run.version, timeout=60,
                  what="the worker serving the new version")
         time.sleep(0.5)

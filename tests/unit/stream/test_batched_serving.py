@@ -8,11 +8,11 @@ import orjson
 import pytest
 
 from models.data.synthetic import generate_demo_dataset
+from stream.core.recommendations import Recommendation
 from stream.core.records import Record
 from stream.core.state import UserState, recency_weighted_mean
 from stream.core.trending import TrendingCounter
 from stream.serving.model import VERBS, ModelHolder, ServingModel, bootstrap_model
-from stream.core.recommendations import Recommendation
 from stream.serving.processor import BatchProcessor
 
 NOW = 1_767_300_000_000
