@@ -12,12 +12,12 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from stream.core.records import Record
 from stream.kafka.config import aiokafka_options
-from stream.kafka.reader import CatchUp
+from stream.kafka.reader import CatchUp, topic_partitions
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,7 @@ async def follow_topic(
                                     isolation_level="read_committed", auto_offset_reset="earliest")
         try:
             await consumer.start()
-            cluster = await consumer._client.fetch_all_metadata()  # see stream.kafka.reader._partitions
-            partitions = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])]
-            if not partitions:
-                raise LookupError(f"topic {topic} does not exist (run streamrec create-topics)")
+            partitions = await topic_partitions(settings, topic)
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             begins = await consumer.beginning_offsets(partitions)

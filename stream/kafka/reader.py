@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.core.records import Record
 from stream.kafka.config import aiokafka_options
@@ -31,7 +32,7 @@ async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic)
+        partitions = await topic_partitions(settings, topic)
         ends = await consumer.end_offsets(partitions)
         return {tp.partition: off for tp, off in ends.items()}
     finally:
@@ -53,7 +54,7 @@ async def read_range(
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic)
+        partitions = await topic_partitions(settings, topic)
         if stop is None:
             stop = {tp.partition: off for tp, off in (await consumer.end_offsets(partitions)).items()}
         begins = await consumer.beginning_offsets(partitions)
@@ -89,14 +90,25 @@ async def read_range(
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    # consumer.topics() fetches metadata but does not keep it, so partitions_for_topic()
-    # would still answer None: read the partitions from the fetched cluster view.
-    cluster = await consumer._client.fetch_all_metadata()
-    ids = cluster.partitions_for_topic(topic)
-    if not ids:
-        raise LookupError(f"topic {topic} does not exist")
-    return [TopicPartition(topic, p) for p in sorted(ids)]
+async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``, in order; raises ``LookupError`` when the cluster has no such
+    topic (or it has no leader yet, as while being created).
+
+    From the admin client's metadata of all topics, as public API: a consumer's
+    ``partitions_for_topic()`` answers only for topics it already tracks (``topics()``
+    fetches metadata without keeping it), and asking for one topic by name lets a broker
+    with ``auto.create.topics.enable`` create it.
+    """
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+    try:
+        await admin.start()
+        described = await admin.describe_topics()  # None: every topic, and creates none
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry["topic"] == topic and entry["error_code"] == 0 and entry["partitions"]:
+            return [TopicPartition(topic, p) for p in sorted(part["partition"] for part in entry["partitions"])]
+    raise LookupError(f"topic {topic} does not exist (streamrec create-topics creates the project's topics)")
 
 
 class CatchUp:
