@@ -10,16 +10,20 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stream.errors import ConfigError
 
+if TYPE_CHECKING:
+    from index.config import IndexConfig
+
 log = logging.getLogger(__name__)
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+INDEX_PREFIX = "index_"  # Settings.index_<field> is IndexConfig.<field>
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
@@ -85,6 +89,48 @@ class Settings(BaseSettings):
     trending_half_life_s: float = Field(default=3600.0, gt=0,
                                         description="Half-life of the trending counts used for cold start.")
 
+    # --- Vector index (index.IndexConfig) ----------------------------------------
+    # One setting per IndexConfig field, named index_<field>. Unset (None) keeps
+    # IndexConfig's own default, the one source of these defaults; importing index
+    # here would load FAISS for every command, so the ranges below are checked at
+    # start-up and IndexConfig checks the rest when index_config() builds it.
+    index_kind: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] | None = Field(
+        default=None, description="Index type; auto picks by catalogue size (flat, then hnsw, ivf, ivfpq).")
+    index_device: Literal["auto", "cpu", "gpu"] | None = Field(
+        default=None, description="auto uses a GPU when FAISS sees one; gpu falls back to the CPU with a warning.")
+    index_auto_flat_max: int | None = Field(default=None, ge=0,
+                                            description="With kind auto: catalogues up to this size use exact search.")
+    index_auto_hnsw_max: int | None = Field(default=None, ge=0,
+                                            description="With kind auto: larger ones up to this size use HNSW, "
+                                                        "above it IVF.")
+    index_auto_ivfpq_min: int | None = Field(default=None, ge=0,
+                                             description="With kind auto: catalogues from this size use IVF-PQ.")
+    index_hnsw_m: int | None = Field(default=None, ge=1,
+                                     description="HNSW graph degree M (about 8*M bytes per item).")
+    index_hnsw_ef_construction: int | None = Field(default=None, ge=1,
+                                                   description="HNSW candidate list size while inserting.")
+    index_hnsw_ef_search: int | None = Field(default=None, ge=1,
+                                             description="HNSW candidate list size while searching (efSearch; "
+                                                         "raised to k when smaller).")
+    index_hnsw_compact_ratio: float | None = Field(default=None, gt=0.0, le=1.0,
+                                                   description="Rebuild the HNSW graph once this share of its nodes "
+                                                               "are tombstones (1 disables it).")
+    index_ivf_nlist: int | None = Field(default=None, ge=1,
+                                        description="IVF lists (unset: a power of two near 4*sqrt(n)).")
+    index_ivf_nprobe: int | None = Field(default=None, ge=1, description="IVF lists visited per query.")
+    index_ivf_train_per_list: int | None = Field(default=None, ge=1,
+                                                 description="Training points per IVF list for the coarse k-means.")
+    index_pq_m: int | None = Field(default=None, ge=1,
+                                   description="PQ code size: sub-quantisers, bytes per item at 8 bits (unset: one "
+                                               "per dimension); must divide the dimension.")
+    index_pq_nbits: int | None = Field(default=None, ge=1, le=16, description="Bits per PQ code.")
+    index_pq_train_size: int | None = Field(default=None, ge=1, description="Training points for the PQ codebooks.")
+    index_pq_niter: int | None = Field(default=None, ge=1, description="k-means iterations for the PQ codebooks.")
+    index_exclude_overfetch_max: int | None = Field(
+        default=None, ge=0, description="Exclusion sets up to this size are filtered from k + |exclude| results; "
+                                        "larger ones use a FAISS id selector.")
+    index_seed: int | None = Field(default=None, ge=0, description="Seed of the index's training samples and k-means.")
+
     @model_validator(mode="after")
     def _heartbeat_within_session(self) -> Settings:
         if self.group_heartbeat_interval_s * 2 > self.group_session_timeout_s:
@@ -131,6 +177,23 @@ class Settings(BaseSettings):
     @property
     def uses_sasl(self) -> bool:
         return self.kafka_security_protocol.startswith("SASL")
+
+    def index_config(self) -> IndexConfig:
+        """The vector index's settings: each ``STREAMREC_INDEX_<FIELD>`` set, IndexConfig's default otherwise.
+
+        Used for every index the process builds (the trainer's artifact index, the
+        worker's catalogue and users indexes). Raises :class:`ConfigError` when
+        IndexConfig refuses the combination.
+        """
+        from index.config import IndexConfig
+        from index.errors import ConfigError as IndexConfigError
+
+        values = {name.removeprefix(INDEX_PREFIX): value for name in type(self).model_fields
+                  if name.startswith(INDEX_PREFIX) and (value := getattr(self, name)) is not None}
+        try:
+            return IndexConfig(**values)
+        except IndexConfigError as e:
+            raise ConfigError(f"invalid STREAMREC_INDEX_* settings: {e}") from e
 
     def topic(self, name: str) -> str:
         """The full name of one of the project's topics (``events``, ``items``, ...)."""

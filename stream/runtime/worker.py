@@ -99,7 +99,7 @@ class Worker:
         self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history,
                                         rewrite_redelivered=settings.processing_guarantee != "exactly_once")
         self.catalog_ready = asyncio.Event()
-        self.users = UserVectors()
+        self.users = UserVectors(settings.index_config())  # STREAMREC_INDEX_*; refuses a bad one at start-up
         self.catalog: dict[str, dict[str, Any]] = {}  # every item record seen, by item id
         self._loading: str | None = None
 
@@ -195,7 +195,8 @@ class Worker:
 
     async def _on_catalog_loaded(self) -> None:
         if self.holder.current is None:
-            model = await asyncio.to_thread(bootstrap_model, list(self.catalog.values()))
+            model = await asyncio.to_thread(bootstrap_model, list(self.catalog.values()),
+                                            index_config=self.settings.index_config())
             self._serve(model)
         self.catalog_ready.set()
 
@@ -242,7 +243,7 @@ class Worker:
         if not path.is_dir() and announcement.path:
             path = Path(announcement.path)
         started = time.perf_counter()
-        model = model_from_artifact(path)
+        model = model_from_artifact(path, self.settings.index_config())
         model.add_items(list(self.catalog.values()))
         log.info("model version loaded version=%s path=%s items=%d seconds=%.2f", version, path,
                  model.n_items, time.perf_counter() - started)

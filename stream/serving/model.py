@@ -103,6 +103,7 @@ class ServingModel:
     user_encoder: UserEncoder | None = None  # None: recency-weighted mean of item vectors
     titles: dict[str, str] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    index_config: IndexConfig = field(default_factory=IndexConfig)  # builds the index when the first items come
 
     def __post_init__(self) -> None:
         self.positions = {item: i for i, item in enumerate(self.item_ids)}
@@ -135,7 +136,7 @@ class ServingModel:
         start = len(self.item_ids)
         ids = np.arange(start, start + len(fresh), dtype=np.int64)
         if self.index is None:
-            self.index = build_index(vecs, ids, IndexConfig())
+            self.index = build_index(vecs, ids, self.index_config)
         else:
             self.index.add(vecs, ids)
         self.vectors = np.vstack([self.vectors, vecs])
@@ -237,12 +238,15 @@ class ServingModel:
 
 def bootstrap_model(items: Sequence[Mapping[str, Any]], dim: int = 64, index_config: IndexConfig | None = None
                     ) -> ServingModel:
-    """The ``content-v0`` version: content vectors for the catalogue, mean-of-history user vectors."""
+    """The ``content-v0`` version: content vectors for the catalogue, mean-of-history user vectors.
+
+    ``index_config`` (default ``IndexConfig()``) builds its index, now or when the first items come.
+    """
     encoder = HashedContentEncoder(dim=dim)
     ids = [str(it["item_id"]) for it in items]
     vectors = encoder.encode_items(list(items)) if items else np.zeros((0, dim), dtype=np.float32)
-    index = (build_index(vectors, np.arange(len(ids), dtype=np.int64), index_config or IndexConfig())
-             if ids else None)
+    config = index_config or IndexConfig()
+    index = build_index(vectors, np.arange(len(ids), dtype=np.int64), config) if ids else None
     return ServingModel(
         model_version=BOOTSTRAP_VERSION,
         index_version=f"{BOOTSTRAP_VERSION}-{int(time.time())}",
@@ -251,6 +255,7 @@ def bootstrap_model(items: Sequence[Mapping[str, Any]], dim: int = 64, index_con
         index=index,
         content_encoder=encoder,
         titles={str(it["item_id"]): str(it.get("title", "")) for it in items if it.get("title")},
+        index_config=config,
     )
 
 
@@ -288,7 +293,8 @@ def model_from_artifact(path: str | Path, index_config: IndexConfig | None = Non
     """Load a trained version (checksums verified) into a :class:`ServingModel`.
 
     The index comes from the artifact's ``index/`` folder when present (its own
-    checksum verified too), else it is built from the exported item vectors.
+    checksum verified too), else it is built from the exported item vectors with
+    ``index_config`` (default ``IndexConfig()``).
     Raises the artifact's or the index's error when anything does not verify.
     """
     from models.artifacts import load_artifact
@@ -297,11 +303,12 @@ def model_from_artifact(path: str | Path, index_config: IndexConfig | None = Non
     loaded = load_artifact(path)
     ids = list(loaded.items.ids)
     vectors = np.ascontiguousarray(loaded.item_embeddings, dtype=np.float32)
+    config = index_config or IndexConfig()
     if (path / "index").is_dir():
         index, manifest = load_index(path / "index")
         index_version = manifest.index_version
     else:
-        index = build_index(vectors, np.arange(len(ids), dtype=np.int64), index_config or IndexConfig())
+        index = build_index(vectors, np.arange(len(ids), dtype=np.int64), config)
         index_version = f"{loaded.manifest['version']}-built"
 
     def encode_users(positions: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
@@ -322,4 +329,5 @@ def model_from_artifact(path: str | Path, index_config: IndexConfig | None = Non
         index=index,
         content_encoder=_ArtifactContentEncoder(loaded),
         user_encoder=encode_users,
+        index_config=config,
     )

@@ -20,6 +20,7 @@ class UserVectors:
     """Upsert user vectors; find the users nearest to a vector."""
 
     def __init__(self, config: IndexConfig | None = None) -> None:
+        """``config`` (default ``IndexConfig()``) builds the index; the worker passes the settings' one."""
         self._config = config or IndexConfig()
         self._ids: dict[str, int] = {}
         self._names: list[str] = []

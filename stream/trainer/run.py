@@ -13,11 +13,12 @@ and announces it on ``model-updates``, where every worker picks it up.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kafka import KafkaProducer
@@ -39,6 +40,9 @@ from stream.errors import InvalidEvent, InvalidRecord
 from stream.kafka.config import kafka_python_options
 from stream.kafka.reader import read_range
 from stream.settings import Settings
+
+if TYPE_CHECKING:
+    from index import IndexConfig
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +172,12 @@ def _test_metrics(model: Recommender, split: Split) -> dict[str, float]:
     return {k: float(v) for k, v in result.items()}
 
 
-def _index_builder(vectors: np.ndarray, item_ids: tuple[str, ...], folder: Path) -> None:
-    from index import IndexConfig, build_index, save_index
+def _index_builder(vectors: np.ndarray, item_ids: tuple[str, ...], folder: Path, config: IndexConfig) -> None:
+    """save_artifact's hook (``config`` bound): the version's item index, built as STREAMREC_INDEX_* say."""
+    from index import build_index, save_index
 
     index = build_index(np.ascontiguousarray(vectors, dtype=np.float32),
-                        np.arange(len(item_ids), dtype=np.int64), IndexConfig())
+                        np.arange(len(item_ids), dtype=np.int64), config)
     save_index(index, folder, overwrite=True)  # save_artifact created the folder
 
 
@@ -226,7 +231,8 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     else:
         trained = candidate.trained
         trained.metrics = {**trained.metrics, "test": run.metrics, "events": len(events)}
-        run.path = save_artifact(trained, settings.artifacts_dir, index_builder=_index_builder)
+        run.path = save_artifact(trained, settings.artifacts_dir,
+                                 index_builder=functools.partial(_index_builder, config=settings.index_config()))
         run.version = run.path.name
         announce(settings, run.version, run.path, run.metrics,
                  {"users": run.users, "items": run.items, "tower": config.tower})

@@ -145,3 +145,68 @@ def test_group_timeouts_reach_faust_and_are_checked(env):
     env.setenv("STREAMREC_GROUP_HEARTBEAT_INTERVAL_S", "5")
     with pytest.raises(ConfigError, match="HEARTBEAT_INTERVAL_S must be at most half"):
         get_settings()
+
+
+def test_every_index_field_is_a_setting_defaulting_to_index_config(env):
+    import dataclasses
+    import typing
+
+    from index.config import DeviceChoice, IndexConfig, IndexKind
+    from stream.settings import INDEX_PREFIX
+
+    fields = {f.name for f in dataclasses.fields(IndexConfig)}
+    settings = {n.removeprefix(INDEX_PREFIX) for n in Settings.model_fields if n.startswith(INDEX_PREFIX)}
+    assert settings == fields
+    assert get_settings().index_config() == IndexConfig()  # unset: IndexConfig's own defaults
+    for name, literal in (("index_kind", IndexKind), ("index_device", DeviceChoice)):
+        choices, none = typing.get_args(Settings.model_fields[name].annotation)  # Literal[...] | None
+        assert typing.get_args(choices) == typing.get_args(literal) and none is type(None)
+
+
+def test_readme_states_index_config_defaults():
+    """The README's defaults of STREAMREC_INDEX_* are IndexConfig's (where they live)."""
+    import dataclasses
+    import re
+
+    from index.config import IndexConfig
+    from tests.helpers import REPO
+
+    rows = dict(re.findall(r"^\| `STREAMREC_INDEX_([A-Z0-9_]+)` \| ([^|]*) \|", (REPO / "README.md").read_text(), re.M))
+    for f in dataclasses.fields(IndexConfig):
+        cell = rows[f.name.upper()].strip()
+        if f.default is None:
+            assert not cell.startswith("`"), f"{f.name}: {cell}"
+        else:
+            assert cell == f"`{f.default:g}`" if isinstance(f.default, float) else cell == f"`{f.default}`", f.name
+
+
+def test_index_variables_reach_the_index_config(env):
+    for name, value in {"KIND": "ivfpq", "DEVICE": "cpu", "HNSW_M": "16", "HNSW_EF_SEARCH": "64",
+                        "IVF_NLIST": "256", "IVF_NPROBE": "8", "PQ_M": "16", "HNSW_COMPACT_RATIO": "1"}.items():
+        env.setenv(f"STREAMREC_INDEX_{name}", value)
+    config = get_settings().index_config()
+    assert (config.kind, config.device, config.hnsw_m, config.hnsw_ef_search) == ("ivfpq", "cpu", 16, 64)
+    assert (config.ivf_nlist, config.ivf_nprobe, config.pq_m, config.hnsw_compact_ratio) == (256, 8, 16, 1.0)
+    assert config.pq_nbits == 8 and config.auto_flat_max == 50_000  # the others keep their defaults
+
+
+@pytest.mark.parametrize("name,value", [("KIND", "annoy"), ("HNSW_M", "0"), ("IVF_NPROBE", "-1"),
+                                        ("PQ_NBITS", "17"), ("HNSW_COMPACT_RATIO", "0"), ("IVF_NLIST", "many")])
+def test_bad_index_setting_is_a_clear_config_error(env, name, value):
+    env.setenv(f"STREAMREC_INDEX_{name}", value)
+    with pytest.raises(ConfigError, match=f"index_{name.lower()}"):
+        get_settings()
+
+
+def test_reading_the_settings_loads_no_index():
+    """``streamrec settings`` stays light: FAISS loads only when an index config is built."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    code = ("import sys; from stream.settings import Settings; s = Settings(); s.redacted(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('index', 'faiss', 'torch')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
