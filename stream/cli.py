@@ -18,6 +18,10 @@ from stream.errors import ConfigError
 # BLAS threads spin, and on 2 cores they took a core from the broker and the clients.
 WORKER_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+# Faust's own commands that read the worker's agents and table from the app (``reset`` deletes
+# the table's local state): they get the worker registered, without the worker's start-up.
+TOPOLOGY_COMMANDS = frozenset({"agents", "tables", "reset", "send"})
+
 
 def limit_worker_threads(argv: list[str], environ: MutableMapping[str, str]) -> None:
     """For the ``worker`` command, default the thread pools' variables to one thread
@@ -29,18 +33,23 @@ def limit_worker_threads(argv: list[str], environ: MutableMapping[str, str]) -> 
 
 def main() -> None:
     """Entry point of the ``streamrec`` console script."""
+    is_worker = len(sys.argv) > 1 and sys.argv[1] == "worker"
     limit_worker_threads(sys.argv, os.environ)
     try:
-        from stream.runtime.app import app
+        from stream.runtime.app import app, prepare_worker, register_worker
         from stream.settings import get_settings
 
         # Faust's names for the levels.
         level = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error"}[get_settings().log_level]
-    except ConfigError as e:
+        if is_worker:  # only the worker command patches Faust, limits threads and checks versions
+            prepare_worker(app)
+        elif len(sys.argv) > 1 and sys.argv[1] in TOPOLOGY_COMMANDS:
+            register_worker(app)
+    except ConfigError as e:  # UnsupportedRuntime included: other Faust, mode or aiokafka releases
         print(f"streamrec: {e}", file=sys.stderr)
         sys.exit(2)
     # Faust configures logging from --loglevel; STREAMREC_LOG_LEVEL is its default.
-    if len(sys.argv) > 1 and sys.argv[1] == "worker" and not {"-l", "--loglevel"} & set(sys.argv):
+    if is_worker and not {"-l", "--loglevel"} & set(sys.argv):
         sys.argv += ["--loglevel", level]
     import stream.runtime.commands  # noqa: F401  (registers the project's commands on Faust's CLI)
 

@@ -1,7 +1,11 @@
 """The Faust application, configured from :class:`~stream.settings.Settings`.
 
 ``create_app`` is the one place where settings become Faust options; the module
-level ``app`` is what ``streamrec worker`` (Faust's own CLI) runs.
+level ``app`` is what Faust's CLI runs and what the project's commands are
+registered on. Importing this module only constructs that app: the worker
+(agent, table, feeds, views), the commit fixes, the version check and the
+thread limits are :func:`prepare_worker`'s, which ``streamrec worker`` calls
+before Faust's CLI starts, so ``streamrec settings`` pays for none of them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from stream.kafka.config import sasl_password, ssl_context
-from stream.runtime import faust_fixes
 from stream.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -40,8 +43,6 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> faust.App:
     """A Faust app bound to the configured Kafka cluster, RocksDB store and web port."""
     settings = settings or get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    faust_fixes.apply()
     return faust.App(
         settings.app_id,
         **faust_broker_options(settings),
@@ -67,16 +68,39 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
 
 
-def create_worker_app(settings: Settings | None = None) -> tuple[faust.App, "Worker"]:
-    """The app with the worker's agent, table, feeds and HTTP views registered."""
+def prepare_worker(faust_app: faust.App | None = None, settings: Settings | None = None) -> "Worker":
+    """Make ``faust_app`` (default: the module's ``app``) a worker: what ``streamrec worker`` does
+    before Faust's CLI runs it.
+
+    Refuses other Faust, mode and aiokafka releases than the pinned ones, or an install whose
+    private names differ from :mod:`stream.runtime.private` (raises
+    :class:`~stream.runtime.private.UnsupportedRuntime`, a ``ConfigError``); then applies the
+    commit fixes, limits the numeric libraries to one thread per pool, creates the data folder
+    (Faust creates only the folders inside it) and registers the worker's agent, table, feeds,
+    timers and HTTP views (:func:`register_worker`). Call it once per app.
+    """
+    from stream.runtime import faust_fixes, private
+    from stream.runtime.worker import limit_worker_thread_pools
+
+    settings = settings or get_settings()
+    private.require_supported_runtime()  # before the fixes replace anything it checks
+    faust_fixes.apply()
+    limit_worker_thread_pools()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return register_worker(faust_app, settings)
+
+
+def register_worker(faust_app: faust.App | None = None, settings: Settings | None = None) -> "Worker":
+    """Register the worker's agent, table, feeds, timers and HTTP views on ``faust_app`` (default:
+    the module's ``app``), and nothing else: what Faust's own commands that list or reset them
+    (``agents``, ``tables``, ``reset``, ``send``) need. Call it once per app."""
     from stream.runtime.web import register_views
     from stream.runtime.worker import Worker
 
-    settings = settings or get_settings()
-    app = create_app(settings)
-    worker = Worker(app, settings)
-    register_views(app, worker)
-    return app, worker
+    faust_app = faust_app if faust_app is not None else app
+    worker = Worker(faust_app, settings or get_settings())
+    register_views(faust_app, worker)
+    return worker
 
 
-app, worker = create_worker_app()
+app = create_app()

@@ -1,4 +1,4 @@
-"""Fixes to Faust's offset commit, applied once when the worker app is created.
+"""Fixes to Faust's offset commit, applied by ``streamrec worker`` before the app starts.
 
 Faust commits, per partition, up to the end of the first run of consecutive
 acknowledged offsets. Two faults there, both found by the chaos tests:
@@ -45,5 +45,6 @@ _new_offset.__wrapped__ = _original_new_offset  # type: ignore[attr-defined]
 
 
 def apply() -> None:
-    """Install the fixed commit check (idempotent)."""
+    """Install the fixed commit check (idempotent). Only ``streamrec worker`` calls it
+    (:func:`stream.runtime.app.prepare_worker`); importing this module patches nothing."""
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]

@@ -191,3 +191,27 @@ def test_a_missing_distribution_is_refused(monkeypatch):
     with pytest.raises(UnsupportedRuntime, match="mode-streaming not installed"):
         private.require_supported_runtime()
 
+
+REFUSED_WORKER = """
+import sys
+from stream.runtime import private
+private.version = lambda dist: "0.0.1"
+sys.argv = ["streamrec", "worker"]
+from stream.cli import main
+try:
+    main()
+finally:
+    from faust.transport.consumer import Consumer
+    print("patched" if Consumer._new_offset.__module__.startswith("stream.") else "unpatched")
+"""
+
+
+def test_streamrec_worker_exits_with_the_message_before_patching_anything(tmp_path):
+    env = {**os.environ, "STREAMREC_DATA_DIR": str(tmp_path / "data")}
+    out = subprocess.run([sys.executable, "-c", REFUSED_WORKER], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("streamrec: the worker runs only on faust-streaming==0.15.3, "
+                                 "mode-streaming==0.7.1, aiokafka==0.14.0"), out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stdout.split() == ["unpatched"] and not (tmp_path / "data").exists()
