@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.core.codec import check_id
 from stream.core.state import UserState
 from stream.errors import InvalidRecord
+from stream.exposition import metrics_response
 from stream.runtime import metrics
 
 if TYPE_CHECKING:
@@ -147,4 +147,4 @@ def register_views(app: faust.App, worker: Worker) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return metrics_response(metrics.REGISTRY)

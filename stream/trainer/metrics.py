@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stream.exposition import metrics_response
 
 RESULT = "result"
 
@@ -41,7 +43,7 @@ async def start_http(host: str, port: int) -> web.AppRunner:
     """Serve ``/metrics`` and ``/healthz`` until the returned runner is cleaned up."""
 
     async def metrics_view(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return metrics_response(REGISTRY)
 
     async def health_view(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -46,6 +46,7 @@ RULES: dict[str, tuple[str, ...]] = {
     # The shared foundation every room imports, so it imports none of them.
     "stream/settings.py": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, *ROOMS, "stream.cli"),
     "stream/errors.py": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, *ROOMS, "stream.cli", "stream.settings"),
+    "stream/exposition.py": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, *ROOMS, "stream.cli"),  # /metrics of worker and trainer
     # The entry point reaches Faust only through stream.runtime, when a command runs.
     "stream/cli.py": (*OUTSIDE_RUNTIME, *NOT_PRODUCT),
     "stream/__init__.py": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, *ROOMS),
