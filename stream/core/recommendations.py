@@ -3,7 +3,7 @@
 ::
 
     {"user_id": "u42", "source": "personal", "model_version": "v20261201T101500Z",
-     "index_version": "v20261201T101500Z-flat", "event_timestamp_ms": 1767225600000,
+     "index_version": "20261201T101512Z-3f9a1c0e2b7d", "event_timestamp_ms": 1767225600000,
      "event_offset": 1207, "generated_ms": 1767225600031, "published_ms": 1767225600035,
      "items": [{"item_id": "i9", "score": 0.8123, "reason": "because you played Night Drive"}, ...]}
 
