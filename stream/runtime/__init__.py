@@ -5,5 +5,6 @@ the outbox, the partitioned state store, local-state checks, the commit fixes,
 the HTTP views and the CLI commands registered on Faust's CLI. The only room
 that imports ``faust``, ``mode`` or private names of aiokafka; every private
 name it touches is listed in :mod:`stream.runtime.private` and checked against
-the pinned releases by a test. May import every other room except ``stream.demo``.
+the pinned releases by a test. May import every other room (``stream.demo`` only from the
+``demo`` command, which runs the main job).
 """

@@ -169,6 +169,37 @@ def test_cold_start_user_and_new_item(world, data):
     assert wait_for(lambda: recommendations_for(settings, "frank"), what="frank's recommendation")
 
 
+def test_hostile_catalogue_records_and_announcements_never_stop_the_worker(world, data):
+    # Records an outside client may write: each used to crash the worker, and the compacted
+    # items topic replayed it on every restart.
+    settings, worker = world
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=list(settings.kafka_bootstrap))
+    for value in (b'{"item_id":"i9","title":"Bad","tags":5}', b"null", b"[1,2]", b"\xff\xfe", b'"text"',
+                  b'{"item_id": {"nested": 1}}', b'{"title": "no id"}', b"{" * 5000):
+        producer.send(settings.topic("items"), key=b"i9", value=value)
+    rejected_before = worker.metric("streamrec_worker_model_swaps_total")
+    for value in (b"null", b"[]", b'"v1"', b'{"version": "../../etc"}', b'{"version": "/tmp/x"}',
+                  b'{"version": 7}', b"{not json"):
+        producer.send(settings.topic("model-updates"), key=b"v", value=value)
+    good = {"item_id": "after-bad", "title": "Quiet Harbour", "tags": ["jazz"], "category": "jazz"}
+    producer.send(settings.topic("items"), key=b"after-bad", value=json.dumps(good).encode())
+    producer.flush()
+    producer.close()
+    jazz = next(it["item_id"] for it in data.items if it["category"] == "jazz")
+    wait_for(lambda: "after-bad" in [i["item_id"] for i in worker.get(f"/items/{jazz}/similar?k=100")[1]["items"]],
+             what="the valid item after the bad ones indexed")
+    wait_for(lambda: worker.metric("streamrec_worker_model_swaps_total") >= rejected_before + 7,
+             what="the bad announcements refused")
+    assert worker.get("/healthz")[1]["model_version"] == "content-v0"
+    worker.stop()
+    worker.start()  # the bad records are replayed: the worker must start and serve all the same
+    status, health = worker.get("/healthz")
+    assert status == 200 and health["model_version"] == "content-v0"
+    assert worker.get("/items/after-bad/similar?k=3")[0] == 200
+
+
 def test_http_answers_what_was_published_and_every_record_fits_its_schema(world, data):
     # Last in this module: nothing is sent after greta's events, so GET must recompute exactly
     # the recommendation the worker published (one builder for both).
@@ -187,7 +218,8 @@ def test_http_answers_what_was_published_and_every_record_fits_its_schema(world,
     import asyncio
 
     from stream.core.events import parse_event
-    from stream.errors import InvalidEvent
+    from stream.core.items import parse_item
+    from stream.errors import InvalidEvent, InvalidRecord
     from stream.kafka.reader import read_range
 
     def valid_event(raw: bytes | None) -> bool:
@@ -197,8 +229,18 @@ def test_http_answers_what_was_published_and_every_record_fits_its_schema(world,
         except InvalidEvent:
             return False
 
-    records = {topic: [v for _, v in topic_json(settings, topic)] for topic in ("items", "recommendations", "dead-letter")}
-    records["events"] = [json.loads(r.value) for r in asyncio.run(read_range(settings, settings.topic("events")))
-                         if valid_event(r.value)]
+    def valid_item(raw: bytes | None) -> bool:
+        try:
+            parse_item(raw or b"")
+            return True
+        except InvalidRecord:
+            return False
+
+    def published(topic: str, valid=lambda raw: True) -> list:  # topics outside clients wrote to are filtered
+        return [json.loads(r.value) for r in asyncio.run(read_range(settings, settings.topic(topic)))
+                if r.value is not None and valid(r.value)]
+
+    records = {"events": published("events", valid_event), "items": published("items", valid_item),
+               "recommendations": published("recommendations"), "dead-letter": published("dead-letter")}
     assert all(records.values()), {t: len(v) for t, v in records.items()}
     assert [v for topic, values in records.items() for v in schema_violations(topic, values)] == []
