@@ -19,8 +19,11 @@ it, a crash loses the writes since the database's last memtable flush, and
 the changelog offset the database records as restored (written the same way,
 after the record it names is acknowledged) is lost with them, so Faust's
 recovery replays the changelog from an offset the database really holds. Under
-``exactly_once`` Faust itself records that offset, with the WAL, at each
-transaction commit, so the data keeps the WAL too.
+``exactly_once`` the offset goes to Faust, to be recorded with the WAL when the
+transaction commits (as for Faust's own tables), so the data keeps the WAL too.
+Faust 0.15.3 never records an offset handed over this way
+(``stream/runtime/README.md``), so a transactional worker replays each changelog
+partition from its start at start-up: slower, losing nothing.
 """
 
 from __future__ import annotations

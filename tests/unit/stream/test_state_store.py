@@ -85,3 +85,26 @@ def test_without_the_wal_a_flush_keeps_the_writes(tmp_path):
     reopened = rocksdict.Rdict(str(tmp_path / "p0"), options=rocksdict.Options(raw_mode=True))
     assert reopened.get(b"u") == b"{}"
     reopened.close()
+
+
+def test_faust_never_records_a_changelog_offset_handed_over_under_exactly_once():
+    """The Faust defect stream/runtime/README.md calls "exactly_once never records the changelog
+    offset", on the real TableManager: it keeps the pending offset by changelog partition and looks
+    it up by the committed source partitions. When this fails Faust has fixed it: see the README."""
+    import faust
+    from faust.types import TP
+
+    async def run():
+        app = faust.App("on-commit", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False)
+        written = []
+        store = SimpleNamespace(set_persisted_offset=lambda tp, offset: written.append((tp, offset)))
+        changelog = TP("on-commit-user-state-changelog", 0)
+        app.tables.persist_offset_on_commit(store, changelog, 41)  # PartitionedTable._on_changelog_sent
+        app.tables.on_commit({TP("events", 0): 100})  # what Consumer._commit_offsets passes
+        missed = list(written)
+        app.tables.on_commit({changelog: 1})  # only a changelog partition would find it
+        return missed, written
+
+    missed, written = asyncio.run(run())
+    assert missed == []
+    assert written == [(TP("on-commit-user-state-changelog", 0), 41)]
