@@ -8,7 +8,7 @@ so none of them needs the towers' code to know what a model looks like.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 # The one list of user towers: TrainConfig's choices, the CLI's, the evaluation
@@ -19,24 +19,21 @@ TOWERS: tuple[str, ...] = get_args(Tower)
 
 @dataclass(frozen=True)
 class TowerConfig:
-    """Architecture settings of :class:`models.towers.TwoTower`; every field has a default.
+    """Architecture settings of :class:`models.towers.TwoTower`; every field has a default
+    and its meaning in ``metadata["help"]`` (the command lines' help).
 
-    ``tower``: the user tower (one of :data:`TOWERS`); ``dim``: vector size of
-    both towers; ``max_len``: most recent history items the user tower reads;
-    ``dropout``: inside the user tower; ``id_dropout``: share of item ids the
-    item tower drops in training so content alone also places an item;
-    ``n_layers`` (gru, sasrec), ``n_heads`` (sasrec), ``kernel_size`` (cnn).
     Raises ``ValueError`` naming every invalid field.
     """
 
-    tower: Tower = "sasrec"
-    dim: int = 64
-    max_len: int = 50
-    dropout: float = 0.2
-    id_dropout: float = 0.1
-    n_layers: int = 2
-    n_heads: int = 1
-    kernel_size: int = 3
+    tower: Tower = field(default="sasrec", metadata={"help": "User tower over the recent history."})
+    dim: int = field(default=64, metadata={"help": "Vector size of both towers."})
+    max_len: int = field(default=50, metadata={"help": "Most recent history items the user tower reads."})
+    dropout: float = field(default=0.2, metadata={"help": "Dropout inside the user tower."})
+    id_dropout: float = field(default=0.1, metadata={
+        "help": "Share of item ids dropped in training, so content alone also places an item (0 without content)."})
+    n_layers: int = field(default=2, metadata={"help": "Layers of the gru and sasrec towers."})
+    n_heads: int = field(default=1, metadata={"help": "Attention heads of the sasrec tower."})
+    kernel_size: int = field(default=3, metadata={"help": "Convolution width of the cnn tower."})
 
     def __post_init__(self) -> None:
         bad = [k for k, ok in self._checks().items() if not ok]

@@ -3,18 +3,17 @@
     python -m models.train.cli --dataset ml-100k --tower sasrec --out artifacts/
     torchrun --nproc-per-node 2 -m models.train.cli --dataset demo ...   # DDP (gloo on CPU)
 
-Every :class:`TrainConfig` field is an option (``--max-len``, ``--loss``, ...).
+Every :class:`TrainConfig` field is an option (``--max-len``, ``--loss``, ...; see
+:mod:`models.train.options`), with TrainConfig's library defaults.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
 import sys
-import typing
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ import torch.distributed as dist
 
 from models.data.dataset import leave_last_out, load_dataset
 from models.train.config import TrainConfig
+from models.train.options import add_argparse_options, config_from_options
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default=None)
     p.add_argument("--metrics-out", type=Path, default=None, help="write the training metrics JSON here (rank 0)")
     p.add_argument("--log-level", default="INFO")
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        if hint is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif typing.get_origin(hint) is typing.Literal:
-            p.add_argument(flag, choices=typing.get_args(hint), default=f.default)
-        else:
-            base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-            p.add_argument(flag, type=base, default=f.default)
+    add_argparse_options(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    try:
+        config = config_from_options(vars(args))
+    except ValueError as e:
+        build_parser().error(str(e))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         backend = "nccl" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "gloo"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from models.towers.config import TOWERS, Tower, TowerConfig
@@ -23,35 +23,33 @@ __all__ = ["TOWERS", "TRAINER_DEFAULTS", "Content", "Loss", "Tower", "TrainConfi
 class TrainConfig(TowerConfig):
     """Every setting of :func:`models.train.train_two_tower`: the architecture
     (:class:`models.towers.config.TowerConfig`'s fields, first) and the training.
+    Each field's meaning is in its ``metadata["help"]`` (the command lines' help).
 
-    ``loss``: ``sampled_softmax`` (default) is in-batch softmax over the batch's
-    distinct target items with logQ popularity correction; ``full_softmax`` scores
-    every item (cheap for a few thousand items); ``bce`` uses ``n_negatives``
-    uniformly sampled negatives per position.
-    ``windows``: ``all`` cuts each user's training sequence into consecutive
-    windows of ``max_len + 1`` items so every position is a target once per epoch;
-    ``last`` keeps only each user's most recent window (as SASRec does).
-    ``content``: the item text features fed to the item tower (``none`` = ids only).
-    ``device``: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
-    ``num_threads``: torch intra-op threads (``None``: torch's default).
-    ``max_steps``: stop after this many optimizer steps (``None``: no limit; smoke tests).
+    ``loss``: ``full_softmax`` is cheap for a few thousand items. ``windows``:
+    ``all`` cuts each user's training sequence into consecutive windows of
+    ``max_len + 1`` items; ``last`` keeps only the most recent one (as SASRec does).
     """
 
-    loss: Loss = "sampled_softmax"
-    n_negatives: int = 1
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 50
-    patience: int = 5
-    eval_k: int = 10
-    windows: Windows = "all"
-    content: Content = "tfidf"
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int | None = None
-    progress: bool = True
-    max_steps: int | None = None
+    loss: Loss = field(default="sampled_softmax", metadata={
+        "help": "sampled_softmax: in-batch softmax over the batch's target items, logQ-corrected; "
+                "full_softmax: scores every item; bce: n_negatives sampled negatives per position."})
+    n_negatives: int = field(default=1, metadata={"help": "Uniform negatives per position (bce)."})
+    batch_size: int = field(default=128, metadata={"help": "Training windows per optimizer step."})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay."})
+    epochs: int = field(default=50, metadata={"help": "Most epochs (early stopping on validation NDCG@eval_k)."})
+    patience: int = field(default=5, metadata={"help": "Epochs without a better validation NDCG before stopping."})
+    eval_k: int = field(default=10, metadata={"help": "k of the validation NDCG@k that early stopping follows."})
+    windows: Windows = field(default="all", metadata={
+        "help": "all: every position of a history is a target once per epoch; last: each user's latest window."})
+    content: Content = field(default="tfidf", metadata={
+        "help": "Item text features for the item tower (none: ids only, no cold start from text)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the initial weights, batches and featurizer."})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu, cuda or cuda:N."})
+    num_threads: int | None = field(default=None, metadata={"help": "Torch intra-op threads (none: torch's default)."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar per epoch."})
+    max_steps: int | None = field(default=None, metadata={
+        "help": "Stop after this many optimizer steps (none: no limit; smoke tests)."})
 
     def _checks(self) -> dict[str, bool]:
         return {

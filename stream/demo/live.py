@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from models.data.synthetic import generate_demo_dataset
-from models.train.config import TrainConfig
+from models.train.config import trainer_config
 from stream.core.topics import project_topics
 from stream.demo.load import run_demo
 from stream.demo.local_worker import LocalWorker
@@ -88,8 +88,8 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
         _wait(lambda: worker.get(f"/recommendations/{last_user}")[0] == 200, 180, "the history to be applied")
 
         echo("training a two-tower model (SASRec user tower, TF-IDF item content) on a snapshot of the topics...")
-        config = TrainConfig(tower="sasrec", dim=48, epochs=epochs, patience=3, loss="full_softmax",
-                             content="tfidf", progress=False)
+        # The trainer's settings, smaller and quicker for a demo.
+        config = trainer_config(dim=48, epochs=epochs, patience=3, progress=False)
         run = train_once(s, config, margin=1.0)
         echo(f"  {run.summary()}")
         if run.published:

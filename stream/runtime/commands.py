@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from faust.cli import AppCommand, argument, option
@@ -137,35 +138,42 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-_TRAIN_OPTIONS = (
-    option("--tower", type=click.Choice(["mean", "gru", "cnn", "sasrec"]), default="sasrec", show_default=True,
-           help="User tower."),
-    option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
-           help="Most epochs (early stopping on validation NDCG@10)."),
-    option("--content", type=click.Choice(["none", "tfidf", "bow", "word2vec"]), default="tfidf",
-           show_default=True, help="Item text features for the item tower (cold start)."),
-    option("--margin", type=click.FloatRange(min=0), default=0.005, show_default=True,
-           help="Publish unless NDCG@10 is worse than the served version's by more than this."),
-    option("--publish/--no-publish", default=True, show_default=True),
-    option("--warm-start/--retrain", "warm_start", default=True, show_default=True,
-           help="Start from the served version's weights when its towers have the same shape."),
-)
+def _train_options() -> tuple[option, ...]:
+    """Every TrainConfig field (``--dim``, ``--loss``, ..., defaults the trainer's: models.train.config's
+    trainer_config()), then the run's own options."""
+    from models.train.config import trainer_config
+    from models.train.options import click_options
+
+    return (
+        *click_options(option, trainer_config()),
+        option("--margin", type=click.FloatRange(min=0), default=0.005, show_default=True,
+               help="Publish unless NDCG@10 is worse than the served version's by more than this."),
+        option("--publish/--no-publish", default=True, show_default=True),
+        option("--warm-start/--retrain", "warm_start", default=True, show_default=True,
+               help="Start from the served version's weights when its towers have the same shape."),
+    )
 
 
-def _train_config(tower: str, epochs: int, content: str):
-    from models.train.config import TrainConfig
+_TRAIN_OPTIONS = _train_options()
 
-    return TrainConfig(tower=tower, epochs=epochs, content=content, loss="full_softmax",
-                       patience=4, progress=True)
+
+def _train_config(values: dict[str, Any]):
+    """The TrainConfig of the parsed TrainConfig options; a bad value is a usage error naming the field."""
+    from models.train.config import trainer_config
+    from models.train.options import config_from_options
+
+    try:
+        return config_from_options(values, trainer_config())
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
 
 
 @app.command(*_TRAIN_OPTIONS)
-async def train(self: AppCommand, tower: str, epochs: int, content: str, margin: float, publish: bool,
-                warm_start: bool) -> None:
+async def train(self: AppCommand, margin: float, publish: bool, warm_start: bool, **config: Any) -> None:
     """Train once on a snapshot of the topics; publish the version if it is not worse."""
     from stream.trainer.run import train_once
 
-    run = await asyncio.to_thread(train_once, get_settings(), _train_config(tower, epochs, content), margin,
+    run = await asyncio.to_thread(train_once, get_settings(), _train_config(config), margin,
                                   publish=publish, warm_start=warm_start)
     _echo(run.summary())
 
@@ -175,8 +183,8 @@ async def train(self: AppCommand, tower: str, epochs: int, content: str, margin:
     option("--runs", type=click.IntRange(min=1), default=None, help="Stop after this many runs."),
     *_TRAIN_OPTIONS,
 )
-async def trainer(self: AppCommand, every: str, runs: int | None, tower: str, epochs: int, content: str,
-                  margin: float, publish: bool, warm_start: bool) -> None:
+async def trainer(self: AppCommand, every: str, runs: int | None, margin: float, publish: bool,
+                  warm_start: bool, **options: Any) -> None:
     """Train periodically (streamrec trainer --every 10m); each run as `streamrec train`."""
     from stream.trainer.run import train_once
 
@@ -184,7 +192,7 @@ async def trainer(self: AppCommand, every: str, runs: int | None, tower: str, ep
 
     settings = get_settings()
     interval = parse_duration(every)
-    config = _train_config(tower, epochs, content)
+    config = _train_config(options)
     http = await trainer_metrics.start_http(settings.trainer_host, settings.trainer_port)
     _echo(f"trainer metrics on http://{settings.trainer_host}:{settings.trainer_port}/metrics")
     done = 0

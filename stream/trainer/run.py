@@ -28,7 +28,7 @@ from models.data.dataset import Interactions, ItemCatalog, Split, leave_last_out
 from models.data.loaders import from_events
 from models.data.preprocess import preprocess
 from models.evaluate.ranking import evaluate
-from models.train.config import TrainConfig
+from models.train.config import TrainConfig, trainer_config
 from models.train.loop import train_two_tower
 from models.train.recommender import TwoTowerRecommender
 from models.train.warm import warm_start_from
@@ -185,6 +185,7 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
                min_users: int = 10, publish: bool = True, warm_start: bool = True) -> TrainRun:
     """One trainer run against the configured cluster (see the module docstring).
 
+    ``config`` defaults to :func:`models.train.config.trainer_config` (the CLI's defaults too).
     With ``warm_start``, training starts from the served version's weights when
     its towers have the same shape (item rows matched by item id); otherwise
     from scratch.
@@ -192,7 +193,7 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     from models.artifacts import ArtifactError, load_artifact, save_artifact
 
     started = time.perf_counter()
-    config = config or TrainConfig(tower="sasrec", loss="full_softmax", content="tfidf", epochs=30, patience=4)
+    config = config or trainer_config()
     events, items, invalid = snapshot(settings)
     run = TrainRun(published=False, reason="", events=len(events), invalid_events=invalid)
     if not events:
