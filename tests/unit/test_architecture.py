@@ -9,7 +9,7 @@ importing the pure rooms really loads, transitive imports included.
 from __future__ import annotations
 
 import ast
-import importlib.util
+import importlib.machinery
 import json
 import os
 import subprocess
@@ -85,7 +85,9 @@ def is_module(dotted: str) -> bool:
     if top in FIRST_PARTY:
         roots = [REPO / top]
     else:
-        spec = importlib.util.find_spec(top)  # a top-level name is located without importing it
+        # Located on sys.path without importing it, and without sys.modules: faust replaces its own
+        # entry there with an object that has no __spec__, and importlib.util.find_spec then raises.
+        spec = importlib.machinery.PathFinder.find_spec(top)
         roots = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
     for root in roots:
         path = root.joinpath(*rest)
