@@ -140,6 +140,10 @@ class Worker:
     # --- local state -------------------------------------------------------------
     def _on_worker_init(self, app: faust.App, **_: Any) -> None:
         """Before the tables open in a ``streamrec worker`` process: drop untrusted local state."""
+        # Faust sets in_worker only in Worker.on_start, after this signal, and the consumer that
+        # feed.install() creates caches app.in_transaction from it: left False here, an
+        # exactly_once worker ran without any Kafka transaction (stream/runtime/README.md).
+        app.in_worker = True
         self.feed.install()
         tabledir = Path(app.conf.tabledir)
         local_state.claim(tabledir, wipe_if_unclean=self.settings.processing_guarantee == "exactly_once")

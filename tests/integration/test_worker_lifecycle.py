@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
 import uuid
+from collections import Counter
 
 import pytest
 
 from models.data.synthetic import generate_demo_dataset
 from models.train.config import TrainConfig
 from stream.kafka.admin import ensure_topics
-from stream.kafka.producer import publish_catalog
-from stream.kafka.producer import EventProducer
+from stream.kafka.producer import EventProducer, publish_catalog
+from stream.kafka.reader import end_offsets, read_range
 from stream.settings import Settings
 from stream.trainer.run import latest_announcement, train_once
 from tests.helpers import free_port
@@ -63,6 +65,12 @@ def test_state_survives_restarts_exactly_once(kafka_bootstrap, tmp_path, data):
         wait_for(lambda: history_length(worker, user) == 9, what="nine events applied")
         time.sleep(2)
         assert history_length(worker, user) == 9  # nothing applied twice
+        # Each transaction's commit marker takes an offset: outputs written outside any
+        # transaction would end exactly at their record count.
+        for topic in (settings.topic("recommendations"), f"{settings.app_id}-user-state-changelog"):
+            ends = asyncio.run(end_offsets(settings, topic))
+            counts = Counter(r.partition for r in asyncio.run(read_range(settings, topic)))
+            assert counts and all(ends[p] > n for p, n in counts.items()), (topic, ends, counts)
     finally:
         worker.stop()
 
