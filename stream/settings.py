@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="", description="Prepended to every topic name (namespaces, tests).")
     topic_partitions: int = Field(default=8, ge=1, le=10_000, description="Partitions of the keyed topics.")
     topic_replication: int = Field(default=1, ge=1, le=10)
+    topic_max_message_bytes: int = Field(
+        default=1_048_576, ge=65_536, le=100 * 1024**2,
+        description="max.message.bytes of the project's topics; no output the worker or the producer "
+                    "client sends is larger.")
+    dead_letter_max_bytes: int = Field(
+        default=16 * 1024, ge=0, le=512 * 1024,
+        description="Prefix of a rejected record's key and value kept in its dead letter (with their "
+                    "length and SHA-256).")
 
     # --- Worker ---------------------------------------------------------------
     app_id: str = Field(default="streamrec", description="Faust app id: consumer group and table namespace.")

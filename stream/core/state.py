@@ -30,6 +30,7 @@ import orjson
 from scipy.sparse import csr_array
 
 from models.feedback import EventType, event_weight
+from stream.errors import InvalidRecord
 
 DEFAULT_MAX_HISTORY = 200
 _EVENT_TYPES = {**{t.value: t for t in EventType}, **{t: t for t in EventType}}
@@ -82,28 +83,76 @@ class UserState:
 
     @classmethod
     def from_bytes(cls, raw: bytes | bytearray | memoryview | str | None) -> UserState:
-        """``UserState.from_json(json.loads(raw))`` (``None``: a new user), several times faster."""
+        """``UserState.from_json(json.loads(raw))`` (``None``: a new user), several times faster.
+
+        Raises :class:`~stream.errors.InvalidRecord` (``bad_state``) for bytes that are not a
+        state: the changelog topic they are restored from is writable by any client.
+        """
         if raw is None:
             return cls()
-        data = _loads(raw)
+        try:
+            data = _loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise InvalidRecord("bad_state", f"stored user state is not JSON: {str(e)[:100]}") from e
         if not data:
             return cls()
         return cls._from_decoded(data, copy=False)  # everything decoded here is this state's own
 
     @classmethod
     def _from_decoded(cls, data: dict[str, Any], copy: bool) -> UserState:
+        _check_decoded(data)
         history, counts, last_recs = data.get("history", []), data.get("counts", {}), data.get("last_recs", [])
         if copy:  # the caller's dict: the state must not share its lists
             history, counts, last_recs = [list(h) for h in history], dict(counts), list(last_recs)
         emb = data.get("embedding")
+        try:
+            vector = None if emb is None else np.frombuffer(base64.b64decode(emb, validate=True), dtype=np.float32).copy()
+        except (ValueError, TypeError) as e:  # binascii.Error is a ValueError
+            raise InvalidRecord("bad_state", f"embedding is not base64 float32: {str(e)[:100]}") from e
         return cls(
             history,
-            None if emb is None else np.frombuffer(base64.b64decode(emb), dtype=np.float32).copy(),
+            vector,
             counts,
             int(data.get("last_offset", -1)),
             data.get("model_version"),
             last_recs,
         )
+
+
+_ROW_TYPES = (str, str, int, (int, float))
+
+
+def _check_decoded(data: Any) -> None:
+    """Raise ``bad_state`` unless ``data`` has the shape :meth:`UserState.to_json` writes (cheap: one
+    pass over the history, the worker reads a state per user per batch)."""
+    if type(data) is not dict:
+        raise InvalidRecord("bad_state", f"stored user state is a {type(data).__name__}, not an object")
+    history, counts, last_recs = data.get("history", []), data.get("counts", {}), data.get("last_recs", [])
+    if type(history) is not list or not all(
+            type(h) is list and len(h) == 4 and type(h[0]) is str and type(h[1]) is str and type(h[2]) is int
+            and type(h[3]) in (int, float) for h in history):
+        raise InvalidRecord("bad_state", "history must be [item_id, event_type, timestamp_ms, weight] rows")
+    if type(counts) is not dict or not all(type(v) is int for v in counts.values()):
+        raise InvalidRecord("bad_state", "counts must map event types to integers")
+    if type(last_recs) is not list or not all(type(i) is str for i in last_recs):
+        raise InvalidRecord("bad_state", "last_recs must be item ids")
+    if type(data.get("last_offset", -1)) is not int or type(data.get("model_version")) not in (str, type(None)):
+        raise InvalidRecord("bad_state", "last_offset must be an integer and model_version a string")
+    if type(data.get("embedding")) not in (str, type(None)):
+        raise InvalidRecord("bad_state", "embedding must be base64 text")
+
+
+def max_state_bytes(max_history: int, top_k: int, max_dim: int) -> int:
+    """An upper bound of :meth:`UserState.to_bytes`' length: ids of at most ``MAX_ID_CHARS``
+    printable characters (4 UTF-8 bytes each, quotes and backslashes escaped in 2), a vector of
+    at most ``max_dim`` floats, a version name of at most 128 characters."""
+    from stream.core.codec import MAX_ID_CHARS
+
+    id_bytes = 4 * MAX_ID_CHARS + 2
+    row = id_bytes + 12 + 20 + 24 + 8  # [id, "purchase", timestamp, weight] with separators
+    embedding = 4 * (4 * max_dim + 2) // 3 + 4
+    counts = 5 * (12 + 20)
+    return 200 + max_history * row + embedding + counts + top_k * (id_bytes + 1) + 4 * 128 + 2
 
 
 def dumps(value: Any) -> bytes:

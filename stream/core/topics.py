@@ -38,10 +38,11 @@ def project_topics(settings: Settings) -> list[TopicSpec]:
     totally ordered.
     """
     p, r = settings.topic_partitions, settings.topic_replication
+    size = {"max.message.bytes": str(settings.topic_max_message_bytes)}  # explicit: outputs are bounded by it
     return [
-        TopicSpec(settings.topic(EVENTS), p, r, {"retention.ms": str(WEEK_MS)}),
-        TopicSpec(settings.topic(ITEMS), p, r, {"cleanup.policy": "compact"}),
-        TopicSpec(settings.topic(RECOMMENDATIONS), p, r, {"retention.ms": str(WEEK_MS)}),
-        TopicSpec(settings.topic(DEAD_LETTER), p, r, {"retention.ms": str(4 * WEEK_MS)}),
-        TopicSpec(settings.topic(MODEL_UPDATES), 1, r, {"cleanup.policy": "delete"}),
+        TopicSpec(settings.topic(EVENTS), p, r, {"retention.ms": str(WEEK_MS), **size}),
+        TopicSpec(settings.topic(ITEMS), p, r, {"cleanup.policy": "compact", **size}),
+        TopicSpec(settings.topic(RECOMMENDATIONS), p, r, {"retention.ms": str(WEEK_MS), **size}),
+        TopicSpec(settings.topic(DEAD_LETTER), p, r, {"retention.ms": str(4 * WEEK_MS), **size}),
+        TopicSpec(settings.topic(MODEL_UPDATES), 1, r, {"cleanup.policy": "delete", **size}),
     ]

@@ -41,6 +41,11 @@ class TrendingCounter:
             keep = heapq.nlargest(self._max_items // 2, self._scores.items(), key=lambda kv: kv[1])
             self._scores = dict(keep)
 
+    def discard(self, item_id: str) -> None:
+        """Forget ``item_id`` (taken down from the catalogue): it is never among :meth:`top` again."""
+        if self._scores.pop(item_id, None) is not None:
+            self._ranked = None
+
     def _rebase(self, now_ms: int) -> None:
         ref = now_ms if self._ref_ms is None else self._ref_ms
         factor = math.exp(-self._rate * (now_ms - ref))

@@ -64,6 +64,8 @@ class EventProducer:
             "linger_ms": 2,
             "max_block_ms": 30_000,
             "allow_auto_create_topics": False,
+            # What the topics would refuse is refused here, at the call site.
+            "max_request_size": self.settings.topic_max_message_bytes,
         }
         options.update(producer_options)
         self._producer = KafkaProducer(**options)

@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         version=1,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_acks=-1,
+        producer_max_request_size=settings.topic_max_message_bytes,
         consumer_auto_offset_reset="earliest",
         # The worker's micro-batch is one fetch (stream.runtime.batch_feed): this bounds its size.
         broker_max_poll_records=settings.batch_max_events,

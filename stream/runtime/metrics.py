@@ -10,6 +10,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REASON = "reason"
+TOPIC = "topic"
+EVENTS_LABEL = "events"
+STATE_LABEL = "user-state"  # a stored state read back that is not one
+OUTPUT_LABEL = "output"  # an output refused before sending (over max.message.bytes)
 PARTITION = "partition"
 RESULT = "result"
 MODEL_VERSION = "model_version"
@@ -62,6 +66,11 @@ ONLINE_HITS = Counter(
     "streamrec_worker_online_hits_total",
     "Of those, events whose item was in that recommendation (online hit rate = hits / trials).",
     registry=REGISTRY)
+RECORDS_REJECTED = Counter(
+    "streamrec_worker_records_rejected_total",
+    "Records of any consumed topic refused and sent to the dead-letter topic, by topic and reason "
+    "(topic: events, items, model-updates, user-state; outputs refused before sending: output).",
+    [TOPIC, REASON], registry=REGISTRY)
 MODEL_INFO = Gauge(
     "streamrec_worker_model_info", "1 for the model and index versions being served.",
     [MODEL_VERSION, INDEX_VERSION], registry=REGISTRY)
@@ -74,9 +83,10 @@ MODEL_SWAPS = Counter(
 def declare_label_values() -> None:
     """Create the known label values at 0, so rate() sees the first increment of each."""
     from stream.core.events import REASONS
-    from stream.serving.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM
+    from stream.serving.processor import KEY_MISMATCH, MISSING_KEY, NO_MODEL, UNKNOWN_ITEM
 
-    for reason in (*REASONS, UNKNOWN_ITEM, KEY_MISMATCH, NO_MODEL):
+    for reason in (*REASONS, UNKNOWN_ITEM, KEY_MISMATCH, MISSING_KEY, NO_MODEL):
         EVENTS_REJECTED.labels(reason)
+        RECORDS_REJECTED.labels(EVENTS_LABEL, reason)
     for result in ("initial", "ok", "rejected"):
         MODEL_SWAPS.labels(result)

@@ -42,6 +42,7 @@ class Outbox:
 
     # partition of the events topic -> (aiokafka producer, lock to hold while sending or None)
     producer_for: Callable[[int], tuple[Any, asyncio.Lock | None]]
+    max_batch_bytes: int = MAX_BATCH_BYTES  # at most the topics' max.message.bytes, less the batch header
     _records: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = field(default_factory=dict)
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
@@ -57,19 +58,19 @@ class Outbox:
         for (topic, partition), pairs in records.items():
             producer, lock = self.producer_for(partition)
             if lock is None:
-                sent.extend(await _send_partition(producer, topic, partition, pairs))
+                sent.extend(await _send_partition(producer, topic, partition, pairs, self.max_batch_bytes))
             else:
                 async with lock:
-                    sent.extend(await _send_partition(producer, topic, partition, pairs))
+                    sent.extend(await _send_partition(producer, topic, partition, pairs, self.max_batch_bytes))
         return sent
 
 
 async def _send_partition(producer: Any, topic: str, partition: int,
-                          pairs: list[tuple[bytes | None, bytes]]) -> list[SentBatch]:
+                          pairs: list[tuple[bytes | None, bytes]], max_batch_bytes: int) -> list[SentBatch]:
     transactional = producer._txn_manager is not None and producer._txn_manager.transactional_id is not None
     compression = producer._message_accumulator._compression_type
     out: list[SentBatch] = []
-    builder, count = BatchBuilder(MAX_BATCH_BYTES, compression, is_transactional=transactional), 0
+    builder, count = BatchBuilder(max_batch_bytes, compression, is_transactional=transactional), 0
     for key, value in pairs:
         if builder.append(key=key, value=value, timestamp=None) is None:
             # Full (it closed itself): send it and start the next. An empty builder takes any record;
@@ -77,7 +78,7 @@ async def _send_partition(producer: Any, topic: str, partition: int,
             # worker without committing the events.
             out.append(SentBatch(topic, partition, count, await producer.send_batch(builder, topic,
                                                                                      partition=partition)))
-            builder, count = BatchBuilder(MAX_BATCH_BYTES, compression, is_transactional=transactional), 0
+            builder, count = BatchBuilder(max_batch_bytes, compression, is_transactional=transactional), 0
             builder.append(key=key, value=value, timestamp=None)
         count += 1
     if count:

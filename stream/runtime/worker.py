@@ -26,26 +26,31 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from stream.core.announcements import ModelAnnouncement, parse_announcement
+from stream.core.codec import check_id
 from stream.core.dead_letters import DeadLetter
-from stream.core.items import parse_item
+from stream.core.items import InvalidItem, parse_item
 from stream.core.records import Record
-from stream.core.state import UserState
+from stream.core.state import UserState, max_state_bytes
 from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
 from stream.core.trending import TrendingCounter
-from stream.errors import InvalidRecord
+from stream.errors import ConfigError, InvalidRecord
 from stream.kafka.feeds import follow_topic
 from stream.kafka.reader import read_range
 from stream.runtime import local_state, metrics
 from stream.runtime.batch_feed import BatchFeed
 from stream.runtime.holes import HoleFiller
+from stream.runtime.metrics import OUTPUT_LABEL, STATE_LABEL
 from stream.runtime.outbox import Outbox
 from stream.runtime.state_store import PartitionedTable
-from stream.serving.model import ModelHolder, bootstrap_model
+from stream.serving.model import ModelHolder, ServingModel, bootstrap_model
 from stream.serving.processor import BatchProcessor
 from stream.serving.users_index import UserVectors
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The largest user vector the state bound assumes (the towers' dim; 64 by default).
+MAX_USER_DIM = 2048
 
 
 def freeze_heap() -> None:
@@ -102,6 +107,17 @@ class Worker:
         self.users = UserVectors(settings.index_config())  # STREAMREC_INDEX_*; refuses a bad one at start-up
         self.catalog: dict[str, dict[str, Any]] = {}  # every item record seen, by item id
         self._loading: str | None = None
+        # Room under max.message.bytes for the key and the record batch's header.
+        self.max_output_bytes = settings.topic_max_message_bytes - 2048
+        bound = max_state_bytes(settings.max_history, settings.top_k, MAX_USER_DIM)
+        if bound > self.max_output_bytes:
+            raise ConfigError(f"a user state may take {bound:,} bytes (STREAMREC_MAX_HISTORY={settings.max_history}, "
+                              f"STREAMREC_TOP_K={settings.top_k}, vectors up to {MAX_USER_DIM} floats), more than "
+                              f"STREAMREC_TOPIC_MAX_MESSAGE_BYTES={settings.topic_max_message_bytes:,} allows: "
+                              "lower the history or raise the topics' limit")
+        self._deleted: set[str] = set()  # items taken down (tombstones): never served by any version
+        # Catalogue changes (upserts, removed ids) seen while a version loads, applied to it before it serves.
+        self._catalog_changes: list[tuple[list[dict[str, Any]], list[str]]] = []
 
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.events_topic = app.topic(settings.topic(EVENTS), partitions=settings.topic_partitions, **raw)
@@ -178,24 +194,78 @@ class Worker:
                            on_caught_up=self._on_catalog_loaded)
 
     async def _on_items(self, records: list[Record]) -> None:
-        valid: list[dict[str, Any]] = []
+        """Apply catalogue records in order: upserts, tombstones (an item taken down); the rest is
+        dead-lettered with its reason."""
+        upserts: dict[str, dict[str, Any]] = {}
+        removed: list[str] = []
+        rejected: list[tuple[Record, str, str]] = []
         for record in records:
-            if record.value is None:
-                continue  # a tombstone: the item was deleted (kept for recommendations made)
             try:
-                valid.append(parse_item(record.value).to_dict())
-            except InvalidRecord as e:
-                log.warning("catalogue record ignored reason=%s detail=%s partition=%d offset=%d",
-                            e.reason, e.detail, record.partition, record.offset)
-        for it in valid:
-            self.catalog[it["item_id"]] = it
+                if record.value is None:
+                    item_id = check_id("item_id", (record.key or b"").decode("utf-8"), InvalidItem)
+                    upserts.pop(item_id, None)
+                    self.catalog.pop(item_id, None)
+                    removed.append(item_id)
+                    continue
+                item = parse_item(record.value).to_dict()
+            except (InvalidRecord, UnicodeDecodeError) as e:
+                reason, detail = (e.reason, e.detail) if isinstance(e, InvalidRecord) else ("bad_key", str(e))
+                rejected.append((record, reason, f"catalogue record refused: {detail}"))
+                continue
+            self.catalog[item["item_id"]] = upserts[item["item_id"]] = item
+            self._deleted.discard(item["item_id"])
+        self._deleted.update(removed)
+        if rejected:
+            await self._dead_letter_feed(ITEMS, rejected)
         model = self.holder.current
-        if model is None or not valid:
+        if self._loading is not None:  # a version is loading: it gets these too before it serves
+            self._catalog_changes.append((list(upserts.values()), removed))
+        if model is None:
             return  # the first model is built from the whole catalogue once it is read
-        added = model.add_items(valid)
-        if added:
-            metrics.INDEX_ITEMS.set(model.n_items)
-            log.info("catalogue items added to the index count=%d total=%d", added, model.n_items)
+        self._apply_catalog(model, list(upserts.values()), removed)
+
+    def _apply_catalog(self, model: ServingModel, upserts: list[dict[str, Any]], removed: list[str]) -> None:
+        gone = [i for i in removed if i not in self.catalog]  # a tombstone followed by a new record stays
+        for item_id in gone:
+            self.trending.discard(item_id)
+        dropped = model.remove_items(gone) if gone else 0
+        added = model.add_items(upserts) if upserts else 0
+        if added or dropped:
+            metrics.INDEX_ITEMS.set(len(model.positions))
+            log.info("catalogue applied to the index added=%d removed=%d total=%d", added, dropped,
+                     len(model.positions))
+
+    async def _dead_letter_feed(self, topic: str, rejected: list[tuple[Record, str, str]]) -> None:
+        """Send refused records of a feed (``items``, ``model-updates``) to the dead-letter topic.
+
+        Feeds are read by every worker in full and replayed at each start, so such a dead letter
+        may repeat: it names its topic, partition and offset, by which subscribers deduplicate.
+        Never raises: a broker that refuses it leaves an error in the log, the feed goes on.
+        """
+        now_ms = int(time.time() * 1000)
+        outbox = Outbox(self._plain_producer, self.settings.topic_max_message_bytes - 512)
+        for record, reason, detail in rejected:
+            log.warning("record refused topic=%s reason=%s detail=%s partition=%d offset=%d", record.topic,
+                        reason, detail[:200], record.partition, record.offset)
+            self._add_dead_letter(outbox, topic, record, reason, detail, now_ms)
+        try:
+            await self.app.producer.maybe_start()
+            await asyncio.gather(*(batch.future for batch in await outbox.send()))
+        except Exception as e:  # dead letters of a feed must never stop the feed
+            log.error("dead letters not delivered topic=%s count=%d error=%r", topic, len(rejected), e)
+
+    def _add_dead_letter(self, outbox: Outbox, topic: str, record: Record, reason: str, detail: str,
+                         now_ms: int) -> None:
+        """Queue ``record``'s dead letter in ``outbox`` and count it under ``topic`` (a logical name);
+        its key and value are cut to ``STREAMREC_DEAD_LETTER_MAX_BYTES`` so it always fits."""
+        metrics.RECORDS_REJECTED.labels(topic, reason).inc()
+        limit = self.settings.dead_letter_max_bytes
+        outbox.add(self.dead_letter_topic.get_topic_name(), record.partition % self.settings.topic_partitions,
+                   record.key[:limit] if record.key else record.key,
+                   DeadLetter.of(record, reason, detail, now_ms, limit).encode())
+
+    def _plain_producer(self, partition: int) -> tuple[Any, asyncio.Lock | None]:
+        return self.app.producer._ensure_producer(), None  # outside any transaction: feeds commit nothing
 
     async def _on_catalog_loaded(self) -> None:
         if self.holder.current is None:
@@ -280,33 +350,51 @@ class Worker:
         metrics.EVENTS_REFETCHED.inc(len(refetched))
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
-        outbox = Outbox(self._producer_for)
+        outbox = Outbox(self._producer_for, self.settings.topic_max_message_bytes - 512)
 
         new_users: set[str] = set()
+
+        bad_states: list[tuple[Record, str, str]] = []
 
         def load_state(user_id: str, record: Record) -> UserState:
             stored = self.states.get_raw(user_id.encode(), record.partition)
             if stored is None:
                 new_users.add(user_id)
-            return UserState.from_bytes(stored)
+            try:
+                return UserState.from_bytes(stored)
+            except InvalidRecord as e:  # written to the changelog by another client: start the user afresh
+                bad_states.append((Record(self.states.changelog, record.partition, -1, user_id.encode(),
+                                          bytes(stored), now_ms), e.reason, e.detail))
+                return UserState()
 
-        result = self.processor.process(records, load_state)
         now_ms = int(time.time() * 1000)
-        dead_letter_topic = self.dead_letter_topic.get_topic_name()
+        result = self.processor.process(records, load_state, now_ms=now_ms)
         for record, reason, detail in result.dead_letters:
             metrics.EVENTS_REJECTED.labels(reason).inc()
             log.debug("dead letter reason=%s partition=%d offset=%d", reason, record.partition, record.offset)
-            outbox.add(dead_letter_topic, record.partition, record.key,
-                       DeadLetter.of(record, reason, detail, now_ms).encode())
+            self._add_dead_letter(outbox, EVENTS, record, reason, detail, now_ms)
+        for record, reason, detail in bad_states:
+            self._add_dead_letter(outbox, STATE_LABEL, record, reason, detail, now_ms)
         recommendations_topic = self.recommendations_topic.get_topic_name()
         published = []
+        limit = self.max_output_bytes
         for user_id, update in result.updates.items():
             key = user_id.encode()
-            self.states.put(key, update.state.to_bytes(), update.record.partition, outbox,
-                            new=user_id in new_users)
+            state = update.state.to_bytes()
+            if len(state) > limit:  # bounded at start-up (max_state_bytes): a guard, not a path
+                self._add_dead_letter(outbox, OUTPUT_LABEL, update.record, "output_too_large",
+                                      f"user state of {len(state)} bytes exceeds {limit}: not stored", now_ms)
+                continue
+            self.states.put(key, state, update.record.partition, outbox, new=user_id in new_users)
             if update.recommendation is not None:
                 update.recommendation.published_ms = int(time.time() * 1000)
-                outbox.add(recommendations_topic, update.record.partition, key, update.recommendation.encode())
+                value = update.recommendation.encode()
+                if len(value) > limit:
+                    self._add_dead_letter(outbox, OUTPUT_LABEL, update.record, "output_too_large",
+                                          f"recommendation of {len(value)} bytes exceeds {limit}: not published",
+                                          now_ms)
+                    continue
+                outbox.add(recommendations_topic, update.record.partition, key, value)
                 published.append(update)
         sent = await outbox.send()
         self.states.track(sent)

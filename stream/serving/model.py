@@ -145,6 +145,20 @@ class ServingModel:
             self.positions[str(it["item_id"])] = start + offset
         return len(fresh)
 
+    def remove_items(self, item_ids: Sequence[str]) -> int:
+        """Take items down (catalogue tombstones): out of the index, unknown to this version from now
+        on, so never recommended, searched or explained again; returns how many were known.
+
+        Their rows stay in :attr:`vectors` (positions do not move); a later catalogue record of
+        the same id adds it again under a new position.
+        """
+        gone = [self.positions.pop(i) for i in item_ids if i in self.positions]
+        if gone and self.index is not None:
+            self.index.remove(np.asarray(gone, dtype=np.int64))
+        for i in item_ids:
+            self.titles.pop(i, None)
+        return len(gone)
+
     # --- users -------------------------------------------------------------------
     def histories(self, histories: Sequence[Sequence[Sequence[Any]]]) -> Histories:
         """Flatten a batch of histories (``[item_id, type, ts, weight]`` rows, oldest first) and look

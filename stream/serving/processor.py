@@ -34,6 +34,7 @@ _POSITIVE = frozenset(t for t in EventType if is_positive(t))
 # Reasons the worker adds to the schema's (stream.core.events.REASONS).
 UNKNOWN_ITEM = "unknown_item"
 KEY_MISMATCH = "key_mismatch"
+MISSING_KEY = "missing_key"
 NO_MODEL = "no_model"
 
 
@@ -85,7 +86,11 @@ class BatchProcessor:
                 result.dead_letters.append((record, e.reason, e.detail))
                 continue
             user_id, item_id = event.user_id, event.item_id
-            if record.key is not None and record.key != user_id.encode():
+            if not record.key:
+                result.dead_letters.append((record, MISSING_KEY, "records must be keyed by user_id: without "
+                                            "a key the producer spreads a user's events over partitions"))
+                continue
+            if record.key != user_id.encode():
                 result.dead_letters.append((record, KEY_MISMATCH, "record key differs from user_id: "
                                             "the user's state would live on another partition"))
                 continue

@@ -193,11 +193,36 @@ def test_hostile_catalogue_records_and_announcements_never_stop_the_worker(world
     wait_for(lambda: worker.metric("streamrec_worker_model_swaps_total") >= rejected_before + 7,
              what="the bad announcements refused")
     assert worker.get("/healthz")[1]["model_version"] == "content-v0"
+    items_topic = settings.topic("items")
+    letters = wait_for(lambda: (lambda ls: ls if len(ls) >= 8 else None)(
+        [v for _, v in topic_json(settings, "dead-letter") if v["topic"] == items_topic]), what="items' dead letters")
+    assert {l["reason"] for l in letters} >= {"wrong_type", "not_an_object", "bad_encoding", "missing_field", "bad_json"}
+    assert worker.metric("streamrec_worker_records_rejected_total") >= 8
     worker.stop()
     worker.start()  # the bad records are replayed: the worker must start and serve all the same
     status, health = worker.get("/healthz")
     assert status == 200 and health["model_version"] == "content-v0"
     assert worker.get("/items/after-bad/similar?k=3")[0] == 200
+
+
+def test_a_tombstone_takes_an_item_down(world, data):
+    settings, worker = world
+    items = [it["item_id"] for it in data.items]
+    target, seed = items[20], items[21]
+    assert worker.get(f"/items/{target}/similar")[0] == 200
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=list(settings.kafka_bootstrap))
+    producer.send(settings.topic("items"), key=target.encode(), value=None).get(timeout=10)
+    producer.close()
+    wait_for(lambda: worker.get(f"/items/{target}/similar")[0] == 404, what="the item taken down")
+    similar = worker.get(f"/items/{seed}/similar?k=100")[1]["items"]
+    assert target not in [i["item_id"] for i in similar]
+    send(settings, play("ivan", seed), play("ivan", target))  # an event of the item taken down: unknown now
+    rec = wait_for(lambda: recommendations_for(settings, "ivan"), what="ivan's recommendation")[-1]
+    assert target not in [r["item_id"] for r in rec["items"]]
+    wait_for(lambda: [v for k, v in topic_json(settings, "dead-letter") if k == b"ivan" and v["reason"] == "unknown_item"],
+             what="the event of the removed item dead-lettered")
 
 
 def test_http_answers_what_was_published_and_every_record_fits_its_schema(world, data):

@@ -13,7 +13,6 @@ import pytest
 from aiokafka import TopicPartition as TP
 from aiokafka.record.memory_records import MemoryRecords
 
-from stream.runtime import outbox as outbox_module
 from stream.runtime.batch_feed import BatchFeed
 from stream.runtime.outbox import Outbox
 
@@ -176,13 +175,11 @@ def test_outbox_sends_one_record_batch_per_topic_partition():
     asyncio.run(scenario())
 
 
-def test_outbox_splits_full_batches_into_transactional_ones(monkeypatch):
-    monkeypatch.setattr(outbox_module, "MAX_BATCH_BYTES", 1000)
-
+def test_outbox_splits_full_batches_into_transactional_ones():
     async def scenario():
         producer = FakeProducer(transactional=True)
         lock = asyncio.Lock()
-        box = Outbox(lambda partition: (producer, lock))
+        box = Outbox(lambda partition: (producer, lock), max_batch_bytes=1000)
         for _ in range(5):
             box.add("changelog", 0, b"k", b"v" * 300)  # three fit in 1,000 bytes
         box.add("changelog", 0, b"k", b"v" * 5000)

@@ -11,7 +11,7 @@ from stream.core.records import Record
 from stream.core.state import UserState
 from stream.core.trending import TrendingCounter
 from stream.serving.model import ModelHolder, bootstrap_model
-from stream.serving.processor import KEY_MISMATCH, NO_MODEL, UNKNOWN_ITEM, BatchProcessor
+from stream.serving.processor import KEY_MISMATCH, MISSING_KEY, NO_MODEL, UNKNOWN_ITEM, BatchProcessor
 
 NOW = 1_767_300_000_000
 
@@ -171,3 +171,13 @@ def test_exactly_once_does_not_republish_a_redelivery(data, processor):
     store["frank"] = eos.process([record(7, ev("frank", item))], store.load, now_ms=NOW).updates["frank"].state.to_json()
     again = eos.process([record(7, ev("frank", item))], store.load, now_ms=NOW)
     assert again.duplicates == 1 and again.updates == {}
+
+
+def test_records_without_a_key_are_dead_lettered(processor, data):
+    item = data.items[0]["item_id"]
+    batch = [Record("events", 0, 0, None, json.dumps(ev("hank", item)).encode(), NOW),
+             Record("events", 0, 1, b"", json.dumps(ev("hank", item)).encode(), NOW),
+             record(2, ev("hank", item))]
+    result = processor.process(batch, Store().load, now_ms=NOW)
+    assert [(r.offset, reason) for r, reason, _ in result.dead_letters] == [(0, MISSING_KEY), (1, MISSING_KEY)]
+    assert result.applied == 1 and result.updates["hank"].state.last_offset == 2

@@ -121,6 +121,14 @@ def test_dead_letters_keep_the_bytes_and_fit_the_schema(validators):
         back = DeadLetter.parse(letter.encode())
         assert (back.key, back.value, back.offset) == (key, value, 17)
     assert not letters.is_valid({**document, "extra": 1})
+    huge = Record("events", 0, 1, b"k" * 40_000, b"v" * 900_000, NOW)
+    letter = DeadLetter.of(huge, "too_large", "record of 900000 bytes", NOW, max_bytes=16 * 1024)
+    encoded = letter.encode()
+    assert len(encoded) < 50_000 and letters.is_valid(json.loads(encoded)) and letter.truncated
+    assert (letter.value, letter.value_size) == (b"v" * 16 * 1024, 900_000)
+    import hashlib
+    assert letter.value_sha256 == hashlib.sha256(b"v" * 900_000).hexdigest() and len(letter.key) == 16 * 1024
+    assert not DeadLetter.of(Record("events", 0, 1, b"k", b"v", NOW), "bad_json", "", NOW).truncated
 
 
 def test_recommendations_fit_the_schema(validators):

@@ -138,3 +138,33 @@ def test_recency_weighted_means_of_no_users_or_empty_histories():
     vectors = np.eye(3, dtype=np.float32)
     assert recency_weighted_means(vectors, np.zeros(0, np.int64), np.zeros(0), np.array([0])) == []
     assert recency_weighted_means(vectors, np.zeros(0, np.int64), np.zeros(0), np.array([0, 0, 0])) == [None, None]
+
+
+def test_stored_bytes_that_are_not_a_state_raise_bad_state():
+    import pytest
+
+    from stream.errors import InvalidRecord
+
+    good = UserState(history=[["i1", "play", 1, 1.0]], embedding=np.ones(4, np.float32), counts={"play": 1},
+                     last_offset=3, model_version="v1", last_recs=["i2"])
+    assert UserState.from_bytes(good.to_bytes()).to_json() == good.to_json()
+    for raw in (b"\xff\xfe", b"{not json", b"[1, 2]", b'"text"', b'{"history": 5}', b'{"history": [[1, 2]]}',
+                b'{"history": [["i1", "play", 1, "heavy"]]}', b'{"counts": {"play": "x"}}',
+                b'{"last_recs": [1]}', b'{"embedding": "***"}', b'{"embedding": 7}', b'{"last_offset": "9"}',
+                b"[" * 10_000):
+        with pytest.raises(InvalidRecord) as caught:
+            UserState.from_bytes(raw)
+        assert caught.value.reason == "bad_state", raw[:40]
+
+
+def test_the_state_bound_holds_for_the_largest_state():
+    from stream.core.codec import MAX_ID_CHARS
+    from stream.core.state import max_state_bytes
+
+    worst_id = "\"" * (MAX_ID_CHARS // 2) + "\U0001F600" * (MAX_ID_CHARS // 2)  # escaped quotes, 4-byte chars
+    state = UserState(embedding=np.full(512, -1.234567e-30, np.float32), last_offset=2**62,
+                      model_version="v" * 128, last_recs=[worst_id] * 100,
+                      counts={t: 10**15 for t in ("click", "play", "skip", "like", "purchase")})
+    for _ in range(300):
+        apply_event(state, worst_id, "purchase", 10**15, 1e9, state.last_offset + 1, max_history=300)
+    assert len(state.to_bytes()) <= max_state_bytes(300, 100, 512)
