@@ -9,8 +9,16 @@ A saved index is a folder::
                       faiss version, and the size and sha256 of every file above
 
 Folders are written next to their destination under a temporary name and
-renamed into place, so a reader never sees a half-written folder. Loading checks
-every file's size and sha256 before handing any byte to faiss.
+renamed into place, so a reader never sees a half-written folder.
+
+Loading treats the folder as untrusted until checked: the manifest is bounded in
+size and may list only ``index.faiss`` and plain ``<name>.npy`` files; each file's
+size is compared with the manifest before it is read and its sha256 after; the
+index file's header (its faiss type for the manifest's ``kind``, dimension and
+vector count) must agree with the manifest; and faiss' deserialization limits
+(``faiss.set_deserialization_vector_byte_limit`` and ``..._loop_limit``) are set
+from the file's size for the read, so no field of the file can make faiss
+allocate or loop beyond what the file itself holds.
 """
 
 from __future__ import annotations
@@ -20,7 +28,10 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import struct
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -43,6 +54,14 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
+MAX_MANIFEST_BYTES = 1024 * 1024
+# The faiss type each backend saves (the first four bytes of faiss.write_index's format).
+FOURCC = {"flat": b"IxM2", "hnsw": b"IxMp", "ivf": b"IwFl", "ivfpq": b"IwPQ"}
+_HEADER = struct.Struct("<4siq")  # fourcc, d (int32), ntotal (int64): every index's header
+_EXTRA_FILE = re.compile(r"^[A-Za-z0-9_]{1,64}\.npy$")
+_IVFPQ_FACTORY = re.compile(r"^IVF(\d+),PQ(\d+)x(\d+)$")
+# faiss' deserialization limits are process-wide settings: one read at a time sets them.
+_DESERIALIZE = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,13 @@ class Manifest:
             raise ManifestError(f"manifest fields are missing or malformed: {e}") from e
         if INDEX_FILE not in manifest.files or manifest.files[INDEX_FILE].sha256 != manifest.sha256:
             raise ManifestError(f"manifest does not list {INDEX_FILE} with its sha256")
+        for name, entry in manifest.files.items():
+            if name != INDEX_FILE and not (isinstance(name, str) and _EXTRA_FILE.match(name)):
+                raise ManifestError(f"manifest lists {str(name)[:80]!r}: only {INDEX_FILE} and plain <name>.npy files")
+            if type(entry.bytes) is not int or entry.bytes < 0 or not isinstance(entry.sha256, str):
+                raise ManifestError(f"manifest has no size and sha256 for {name}")
+        if type(manifest.dim) is not int or type(manifest.count) is not int or manifest.dim < 1 or manifest.count < 0:
+            raise ManifestError(f"manifest dim={manifest.dim!r} count={manifest.count!r} are not sizes")
         return manifest
 
 
@@ -149,25 +175,42 @@ def save_index(index: VectorIndex, folder: str | os.PathLike[str], *, version: s
     return manifest
 
 
-def read_manifest(folder: str | os.PathLike[str]) -> Manifest:
-    """Read and check ``folder/manifest.json`` (not the files' checksums)."""
+def read_manifest(folder: str | os.PathLike[str], *, sha256: str | None = None) -> Manifest:
+    """Read and check ``folder/manifest.json`` (not the files' checksums).
+
+    ``sha256``: the manifest file's own expected checksum (an enclosing artifact's
+    manifest lists it); the bytes checked are the bytes parsed.
+    """
     path = Path(folder) / MANIFEST_FILE
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
     except OSError as e:
         raise ManifestError(f"cannot read {path}: {e}") from e
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path} is over {MAX_MANIFEST_BYTES} bytes")
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ChecksumMismatch(f"{path} sha256={hashlib.sha256(data).hexdigest()}, expected {sha256}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path} is not UTF-8: {e}") from e
     return Manifest.from_json(text)
 
 
-def load_index(folder: str | os.PathLike[str], *, device: DeviceChoice | None = None) -> tuple[VectorIndex, Manifest]:
+def load_index(folder: str | os.PathLike[str], *, device: DeviceChoice | None = None,
+               manifest_sha256: str | None = None) -> tuple[VectorIndex, Manifest]:
     """Load an index folder after verifying every file against the manifest.
 
     ``device`` overrides the saved config's device (a GPU-built index loads on
-    a CPU-only host with ``"auto"`` or ``"cpu"``). Raises ManifestError or
-    ChecksumMismatch (both StoreError) on any disagreement.
+    a CPU-only host with ``"auto"`` or ``"cpu"``). ``manifest_sha256``: the
+    manifest file's expected checksum, when an enclosing manifest lists it.
+    Raises ManifestError or ChecksumMismatch (both StoreError) on any
+    disagreement, StoreError when faiss cannot read the file within the limits
+    (see the module docstring).
     """
     root = Path(folder)
-    manifest = read_manifest(root)
+    manifest = read_manifest(root, sha256=manifest_sha256)
     try:
         backend = backend_for(manifest.kind)
     except ConfigError as e:
@@ -179,8 +222,9 @@ def load_index(folder: str | os.PathLike[str], *, device: DeviceChoice | None = 
         raise ManifestError(f"manifest config is invalid: {e}") from e
     if device is not None:
         config = IndexConfig.from_dict({**config.to_dict(), "device": device})
+    check_header(payloads[INDEX_FILE], manifest)
     try:
-        faiss_index = faiss.deserialize_index(np.frombuffer(payloads[INDEX_FILE], dtype=np.uint8))
+        faiss_index = _deserialize(payloads[INDEX_FILE], manifest)
         extras = {
             name.removesuffix(".npy"): np.load(io.BytesIO(data), allow_pickle=False)
             for name, data in payloads.items()
@@ -188,6 +232,8 @@ def load_index(folder: str | os.PathLike[str], *, device: DeviceChoice | None = 
         }
     except (RuntimeError, ValueError, OSError) as e:
         raise StoreError(f"{root}: files match the manifest but cannot be read: {e}") from e
+    if int(faiss_index.d) != manifest.dim:
+        raise ManifestError(f"index file holds dim={faiss_index.d}, manifest says dim={manifest.dim}")
     index = backend.restore(faiss_index, extras, config)
     if index.dim != manifest.dim or len(index) != manifest.count:
         raise ManifestError(
@@ -198,9 +244,61 @@ def load_index(folder: str | os.PathLike[str], *, device: DeviceChoice | None = 
     return index, manifest
 
 
+def check_header(data: bytes, manifest: Manifest) -> None:
+    """The index file's header against the manifest, before faiss reads it: the faiss type
+    that ``kind`` saves, the dimension, and a vector count that the manifest's count and the
+    file's size allow (HNSW keeps removed items as tombstones: at least ``count``)."""
+    if len(data) < _HEADER.size:
+        raise ManifestError(f"index file has {len(data)} bytes: shorter than a faiss header")
+    fourcc, dim, ntotal = _HEADER.unpack_from(data)
+    expected = FOURCC.get(manifest.kind)
+    if fourcc != expected:
+        raise ManifestError(f"index file is faiss type {fourcc!r}, kind={manifest.kind} saves {expected!r}")
+    if dim != manifest.dim:
+        raise ManifestError(f"index file header says dim={dim}, manifest says dim={manifest.dim}")
+    if not (ntotal == manifest.count or (manifest.kind == "hnsw" and ntotal >= manifest.count)) or ntotal > len(data):
+        raise ManifestError(f"index file header says ntotal={ntotal}, manifest says count={manifest.count} "
+                            f"in a file of {len(data)} bytes")
+
+
+def deserialization_limits(data: bytes, manifest: Manifest) -> tuple[int, int]:
+    """``(vector byte limit, loop limit)`` for reading ``data``: no array faiss reads can be
+    larger than the file, and no loop (lists, levels) longer; IVF-PQ also builds its
+    precomputed table (``nlist * M * 2**nbits`` floats, not stored) within the limit."""
+    vector_bytes = len(data) + 1  # faiss checks size < limit
+    if manifest.kind == "ivfpq":
+        match = _IVFPQ_FACTORY.match(manifest.factory)
+        if match is None:
+            raise ManifestError(f"ivfpq manifest factory {manifest.factory!r} is not IVF<n>,PQ<m>x<bits>")
+        nlist, m, nbits = (int(g) for g in match.groups())
+        if nbits > 16 or nlist > len(data):
+            raise ManifestError(f"ivfpq manifest factory {manifest.factory!r} does not fit a {len(data)}-byte file")
+        vector_bytes = max(vector_bytes, (nlist * m * (1 << nbits) + 1) * 4)  # faiss checks elems < limit / 4
+    return vector_bytes, len(data) + 1
+
+
+def _deserialize(data: bytes, manifest: Manifest) -> Any:
+    vector_bytes, loops = deserialization_limits(data, manifest)
+    with _DESERIALIZE:
+        before = faiss.get_deserialization_vector_byte_limit(), faiss.get_deserialization_loop_limit()
+        faiss.set_deserialization_vector_byte_limit(vector_bytes)
+        faiss.set_deserialization_loop_limit(loops)
+        try:
+            return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        finally:
+            faiss.set_deserialization_vector_byte_limit(before[0])
+            faiss.set_deserialization_loop_limit(before[1])
+
+
 def _read_verified(path: Path, entry: FileEntry) -> bytes:
     try:
-        data = path.read_bytes()
+        if path.is_symlink() or not path.is_file():
+            raise ChecksumMismatch(f"{path} is missing or not a regular file")
+        size = path.stat().st_size
+        if size != entry.bytes:  # before reading: a huge file is never read into memory
+            raise ChecksumMismatch(f"{path} has {size} bytes, manifest says {entry.bytes} (truncated or replaced)")
+        with open(path, "rb") as f:
+            data = f.read(entry.bytes + 1)
     except OSError as e:
         raise ChecksumMismatch(f"cannot read {path}: {e}") from e
     if len(data) != entry.bytes:

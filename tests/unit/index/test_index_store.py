@@ -128,3 +128,84 @@ def test_existing_folder_needs_overwrite(saved: Path, small: Dataset) -> None:
     loaded, manifest = load_index(saved)
     assert manifest.kind == "flat" and len(loaded) == 100
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
+
+
+# --- hostile folders: every check runs before faiss allocates from the file ----------------
+def _rewrite_manifest(folder: Path, data: bytes | None = None, **fields) -> None:
+    """Write ``data`` as the index file (when given) and a manifest that agrees with its checksum:
+    what someone who can write the folder can do, so only the checks on the content catch it."""
+    import hashlib
+
+    if data is not None:
+        (folder / INDEX_FILE).write_bytes(data)
+    raw = json.loads((folder / MANIFEST_FILE).read_text())
+    data = (folder / INDEX_FILE).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    raw["files"][INDEX_FILE] = {"bytes": len(data), "sha256": sha}
+    raw.update(sha256=sha, **fields)
+    (folder / MANIFEST_FILE).write_text(json.dumps(raw))
+
+
+@pytest.fixture
+def flat_saved(small: Dataset, tmp_path: Path) -> Path:
+    save_index(build_index(small.items[:200], small.ids[:200], SMALL_CONFIGS["flat"]), tmp_path / "flat")
+    return tmp_path / "flat"
+
+
+def test_grown_file_is_refused_before_it_is_read(saved: Path) -> None:
+    with open(saved / INDEX_FILE, "ab") as f:
+        f.write(b"\0" * 4096)
+    with pytest.raises(ChecksumMismatch, match="truncated or replaced"):
+        load_index(saved)
+
+
+def test_header_of_another_faiss_type_is_refused(flat_saved: Path) -> None:
+    _rewrite_manifest(flat_saved, kind="hnsw")  # an IDMap2,Flat file announced as HNSW
+    with pytest.raises(ManifestError, match="faiss type"):
+        load_index(flat_saved)
+
+
+@pytest.mark.parametrize("fields", [{"count": 199}, {"count": 201}, {"dim": 32}], ids=["fewer", "more", "dim"])
+def test_header_that_disagrees_with_the_manifest_is_refused(flat_saved: Path, fields) -> None:
+    _rewrite_manifest(flat_saved, **fields)
+    with pytest.raises(ManifestError, match="header"):
+        load_index(flat_saved)
+
+
+def test_internally_truncated_file_is_refused(flat_saved: Path) -> None:
+    data = (flat_saved / INDEX_FILE).read_bytes()
+    _rewrite_manifest(flat_saved, data[: len(data) // 2])  # the checksums agree, the content is cut
+    with pytest.raises(StoreError, match="cannot be read"):
+        load_index(flat_saved)
+
+
+def test_a_size_field_larger_than_the_file_is_refused_by_the_deserialization_limit(flat_saved: Path) -> None:
+    import faiss
+
+    data = bytearray((flat_saved / INDEX_FILE).read_bytes())
+    length = (200 * 64).to_bytes(8, "little")  # the stored vectors' length field, in floats
+    at = data.index(length, data.index(b"IxFI") + 17)  # past the inner flat index's d and ntotal
+    data[at:at + 8] = (1 << 37).to_bytes(8, "little")  # 512 GiB: faiss would try to allocate it
+    _rewrite_manifest(flat_saved, bytes(data))
+    limits = faiss.get_deserialization_vector_byte_limit(), faiss.get_deserialization_loop_limit()
+    with pytest.raises(StoreError, match="deserialization"):
+        load_index(flat_saved)
+    assert (faiss.get_deserialization_vector_byte_limit(), faiss.get_deserialization_loop_limit()) == limits
+
+
+@pytest.mark.parametrize("name", ["../escape.npy", "/etc/passwd", "sub/x.npy", "x.pkl"])
+def test_manifest_naming_other_files_is_refused(saved: Path, name: str) -> None:
+    raw = json.loads((saved / MANIFEST_FILE).read_text())
+    raw["files"][name] = {"bytes": 1, "sha256": "0" * 64}
+    (saved / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match="only index.faiss"):
+        load_index(saved)
+
+
+def test_manifest_checksum_from_an_enclosing_manifest(saved: Path) -> None:
+    import hashlib
+
+    good = hashlib.sha256((saved / MANIFEST_FILE).read_bytes()).hexdigest()
+    assert len(load_index(saved, manifest_sha256=good)[0]) > 0
+    with pytest.raises(ChecksumMismatch):
+        load_index(saved, manifest_sha256="0" * 64)
