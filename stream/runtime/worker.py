@@ -173,6 +173,10 @@ class Worker:
 
     async def _on_partitions_assigned(self, app: faust.App, assigned: Any, **_: Any) -> None:
         self.states.forget_key_counts()
+        events = self.events_topic.get_topic_name()
+        forgotten = self.users.keep_partitions({tp.partition for tp in assigned if tp.topic == events})
+        if forgotten:
+            log.info("similar-users index forgot users of partitions given up count=%d", forgotten)
 
     async def _undo_spinner_logging(self) -> None:
         """Give the root logger back its configured level.
@@ -403,9 +407,10 @@ class Worker:
         for update in published:
             metrics.FRESHNESS.observe(max(0.0, now - update.event.timestamp_ms / 1000.0))
             metrics.INGEST_LATENCY.observe(max(0.0, now - update.record.timestamp_ms / 1000.0))
-        with_vectors = [(u, up.state.embedding) for u, up in result.updates.items() if up.state.embedding is not None]
+        with_vectors = [(u, up) for u, up in result.updates.items() if up.state.embedding is not None]
         if with_vectors:
-            self.users.upsert([u for u, _ in with_vectors], np.stack([v for _, v in with_vectors]))
+            self.users.upsert([u for u, _ in with_vectors], np.stack([up.state.embedding for _, up in with_vectors]),
+                              [up.record.partition for _, up in with_vectors])
         metrics.EVENTS_APPLIED.inc(result.applied)
         metrics.EVENTS_DUPLICATE.inc(result.duplicates)
         metrics.ONLINE_TRIALS.inc(result.online_trials)
@@ -447,7 +452,11 @@ class Worker:
 
     def similar_users(self, user_id: str, k: int) -> list[tuple[str, float]] | None:
         """Users nearest to ``user_id``'s current embedding; ``None`` when it has none yet."""
-        state = UserState.from_json(self.states.get_any(user_id.encode()))
+        try:
+            state = UserState.from_json(self.states.get_any(user_id.encode()))
+        except (InvalidRecord, ValueError) as e:  # a stored state another client wrote: no neighbours
+            log.warning("stored user state unreadable user=%r error=%s", user_id[:64], e)
+            return None
         if state.embedding is None:
             return None
         return self.users.similar(user_id, state.embedding, k)

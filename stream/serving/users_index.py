@@ -27,24 +27,44 @@ class UserVectors:
         self._index = None
         self._dim: int | None = None
         self._pending: dict[int, np.ndarray] = {}  # id -> newest vector not yet in the index
+        self._partition: dict[int, int] = {}  # id -> events-topic partition the user was last seen on
 
     def __len__(self) -> int:
         self._flush()
         return len(self._index) if self._index is not None else 0
 
-    def upsert(self, user_ids: list[str], vectors: np.ndarray) -> None:
-        """Add or replace the vectors of ``user_ids`` (float32 (n, d)); a new dimension starts afresh."""
+    def upsert(self, user_ids: list[str], vectors: np.ndarray, partitions: list[int] | None = None) -> None:
+        """Add or replace the vectors of ``user_ids`` (float32 (n, d)), each user of the events-topic
+        partition at the same place of ``partitions`` (see :meth:`keep_partitions`); a new
+        dimension starts afresh."""
         if not user_ids:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self._dim != vectors.shape[1]:
             self._ids, self._names, self._index, self._dim = {}, [], None, vectors.shape[1]
-            self._pending = {}
+            self._pending, self._partition = {}, {}
         for row, user in enumerate(user_ids):
             if user not in self._ids:
                 self._ids[user] = len(self._names)
                 self._names.append(user)
-            self._pending[self._ids[user]] = vectors[row]
+            uid = self._ids[user]
+            self._pending[uid] = vectors[row]
+            if partitions is not None:
+                self._partition[uid] = partitions[row]
+
+    def keep_partitions(self, partitions: set[int]) -> int:
+        """Forget the users of every other partition (the worker gave them up: their owner answers
+        for them now); returns how many were forgotten."""
+        gone = [uid for uid, p in self._partition.items() if p not in partitions]
+        if not gone:
+            return 0
+        for uid in gone:
+            del self._partition[uid]
+            self._pending.pop(uid, None)
+            del self._ids[self._names[uid]]
+        if self._index is not None:
+            self._index.remove(np.asarray(gone, dtype=np.int64))
+        return len(gone)
 
     def _flush(self) -> None:
         if not self._pending:
@@ -63,5 +83,7 @@ class UserVectors:
         if self._index is None or self._dim != vector.shape[0]:
             return []
         own = {self._ids[user_id]} if user_id in self._ids else set()
+        names, known = self._names, self._ids
         scores, ids = self._index.search(vector[None, :].astype(np.float32), k, exclude=[own])
-        return [(self._names[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        return [(names[int(i)], float(s)) for s, i in zip(scores[0], ids[0])
+                if i >= 0 and known.get(names[int(i)]) == int(i)]

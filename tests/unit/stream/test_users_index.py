@@ -25,3 +25,13 @@ def test_a_new_dimension_starts_afresh():
     users.upsert(["cy"], unit(1, 0, 0)[None])
     assert len(users) == 1
     assert users.similar("ann", unit(1, 0), 3) == []
+
+
+def test_users_of_partitions_given_up_are_forgotten():
+    users = UserVectors()
+    users.upsert(["ann", "bob", "cy"], np.stack([unit(1, 0, 0), unit(0.9, 0.1, 0), unit(0.8, 0.2, 0)]), [0, 1, 2])
+    assert users.keep_partitions({0, 2}) == 1
+    assert [u for u, _ in users.similar("ann", unit(1, 0, 0), 5)] == ["cy"]
+    assert len(users) == 2 and users.keep_partitions({0, 2}) == 0
+    users.upsert(["bob"], unit(1, 0, 0)[None], [2])  # bob back, on a partition kept
+    assert {u for u, _ in users.similar("ann", unit(1, 0, 0), 5)} == {"bob", "cy"}
