@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (BaseSettings, NoDecode, PydanticBaseSettingsSource, SecretsSettingsSource,
+                               SettingsConfigDict)
 
 from stream.errors import ConfigError
 
@@ -25,12 +28,30 @@ log = logging.getLogger(__name__)
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 INDEX_PREFIX = "index_"  # Settings.index_<field> is IndexConfig.<field>
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# RFC 6750's b64token, so the token travels in an Authorization header as it is.
+API_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{16,4096}=*")
+SECRETS_FOLDER = Path("/run/secrets")  # where Docker and Kubernetes mount secrets
+
+
+def secrets_folder(configured: str | Path | None) -> Path | None:
+    """The folder of secret files: ``STREAMREC_SECRETS_DIR`` when set (empty: none), else
+    ``/run/secrets`` when it exists, else none.
+
+    A file there named like a setting's variable, in either case (``streamrec_kafka_sasl_password``),
+    holds that setting's value (stripped of surrounding white space); a variable that is set wins.
+    """
+    if configured is not None:
+        return Path(configured) if str(configured) else None
+    return SECRETS_FOLDER if SECRETS_FOLDER.is_dir() else None
 
 
 class Settings(BaseSettings):
     """streamrec's settings; each field is read from ``STREAMREC_<FIELD NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error would otherwise print the values it saw, the
+    # SASL password among them (a model validator's error shows every input).
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="ignore",
+                                      hide_input_in_errors=True)
 
     # --- Kafka connection -------------------------------------------------
     kafka_bootstrap: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -74,6 +95,15 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_bind: str | None = Field(default=None, description="Address the HTTP server binds (default: web_host).")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the worker's HTTP API requires on every endpoint but /healthz (and /metrics "
+                    "unless metrics_public); unset: no token.")
+    metrics_public: bool = Field(default=False, description="Serve /metrics without the API token.")
+    secrets_dir: Path | None = Field(
+        default=None,
+        description="Folder of secret files, one per setting, named like its variable (streamrec_api_token); "
+                    "unset: /run/secrets when it exists. Variables win over files.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rocksdb_block_cache_bytes: int = Field(
         default=64 * 1024**2, ge=1024**2,
@@ -146,6 +176,40 @@ class Settings(BaseSettings):
                              "STREAMREC_GROUP_SESSION_TIMEOUT_S")
         return self
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then variables, then secret files (:func:`secrets_folder`)."""
+        init_kwargs = getattr(init_settings, "init_kwargs", {})
+        folder = secrets_folder(init_kwargs.get("secrets_dir", os.environ.get("STREAMREC_SECRETS_DIR")))
+        # A missing folder is the secrets_dir validator's to report: the source would only warn.
+        files = SecretsSettingsSource(settings_cls, secrets_dir=folder if folder and folder.is_dir() else None)
+        return init_settings, env_settings, dotenv_settings, files
+
+    @field_validator("secrets_dir", mode="before")
+    @classmethod
+    def _empty_secrets_dir_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("secrets_dir")
+    @classmethod
+    def _secrets_dir_is_a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"STREAMREC_SECRETS_DIR={value} is not a folder")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_fits_a_header(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message must not quote the value: it is a secret.
+        if value is not None and not API_TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("STREAMREC_API_TOKEN must be 16 to 4096 characters of A-Z a-z 0-9 - . _ ~ + / "
+                             "(a bearer token, RFC 6750), optionally ending in =")
+        return value
+
     @field_validator("kafka_bootstrap", mode="before")
     @classmethod
     def _split_servers(cls, value: object) -> object:
@@ -206,6 +270,11 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full name of one of the project's topics (``events``, ``items``, ...)."""
         return f"{self.topic_prefix}{name}"
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The plain values of the secrets that are set (for masking them in logs)."""
+        return tuple(value.get_secret_value() for value in self.model_dump().values()
+                     if isinstance(value, SecretStr) and value.get_secret_value())
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict fit for logs: secrets are masked."""

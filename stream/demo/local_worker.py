@@ -76,10 +76,15 @@ class LocalWorker:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
-    def get(self, path: str) -> tuple[int, Any]:
-        """``(status, decoded JSON or text)`` of a GET on the worker's API."""
+    def get(self, path: str, auth: bool = True) -> tuple[int, Any]:
+        """``(status, decoded JSON or text)`` of a GET on the worker's API, with the worker's
+        ``STREAMREC_API_TOKEN`` as a bearer token when it has one (and ``auth``)."""
+        request = urllib.request.Request(self.url + path)
+        token = self.env.get("STREAMREC_API_TOKEN")
+        if auth and token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            with urllib.request.urlopen(request, timeout=10) as r:
                 body, status = r.read(), r.status
         except urllib.error.HTTPError as e:
             body, status = e.read(), e.code

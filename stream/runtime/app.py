@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from stream.kafka.config import sasl_password, ssl_context
+from stream.runtime.web import api_middlewares
 from stream.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -55,6 +56,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_bind or settings.web_host,
+        # Faust's /table views answer any key of any table (a user's history and embedding), its
+        # /router views the cluster's layout. @app.table_route needs neither: it asks the
+        # partition assignor (Router.key_store), not the /router views, whatever their docs say.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_application_options={"middlewares": api_middlewares(settings)},
         autodiscover=False,
         version=1,
         producer_linger=settings.producer_linger_ms / 1000.0,

@@ -6,25 +6,81 @@
 ``GET /healthz``                       200 when the catalogue and a model are loaded, else 503
 ``GET /metrics``                       Prometheus exposition
 
-Errors are JSON ``{"error": ...}``: 400 for a bad parameter, 404 for an unknown id.
+Errors are JSON ``{"error": ..., "status": ...}``: 400 for a bad parameter, 404 for an unknown id
+or path, 401 without the API token.
+
+With ``STREAMREC_API_TOKEN`` set, every request but ``/healthz`` (and ``/metrics`` with
+``STREAMREC_METRICS_PUBLIC``) needs ``Authorization: Bearer <token>``: :func:`api_middlewares`,
+an aiohttp middleware in front of every route, Faust's own included. A request that
+``@app.table_route`` forwards to the worker owning the user keeps its headers (Faust's
+``Router._route_req`` sends ``request.headers`` on), so the owner checks the same token.
+Faust's ``/table`` and ``/router`` views are off (``stream.runtime.app.create_app``).
 """
 
 from __future__ import annotations
 
+import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import faust
-from faust.web import Request, Response, View
+from aiohttp import web as aiohttp_web
 
 from stream.core.codec import check_id
-from stream.core.state import UserState
 from stream.errors import InvalidRecord
-from stream.exposition import metrics_response
-from stream.runtime import metrics
 
 if TYPE_CHECKING:
+    import faust
+    from faust.web import Request, Response, View
+
     from stream.runtime.worker import Worker
+    from stream.settings import Settings
+
+OPEN_PATHS = frozenset({"/healthz"})  # answered without the token: the orchestrator's probe
+METRICS_PATH = "/metrics"
+Handler = Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> aiohttp_web.Response:
+    """The API's error answer, ``{"error": message, "status": status}``."""
+    return aiohttp_web.json_response({"error": message, "status": status}, status=status, headers=headers)
+
+
+def bearer_matches(header: str | None, token: bytes) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>``, compared in constant time."""
+    if header is None:
+        return False
+    scheme, _, given = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # Bytes: compare_digest refuses non-ASCII str, and a header may hold anything.
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token)
+
+
+def api_middlewares(settings: Settings) -> list[Callable[..., Any]]:
+    """The aiohttp middlewares of the worker's web server (``web_application_options``).
+
+    One middleware: with ``settings.api_token``, a request without the token is answered 401
+    (``WWW-Authenticate: Bearer``) before any route runs, so an unknown path says nothing
+    either; aiohttp's own errors (404 for a path no view serves, 405) become the API's JSON.
+    """
+    secret = settings.api_token
+    token = secret.get_secret_value().encode() if secret is not None else None
+    open_paths = OPEN_PATHS | ({METRICS_PATH} if settings.metrics_public else frozenset())
+
+    @aiohttp_web.middleware
+    async def guard(request: aiohttp_web.Request, handler: Handler) -> aiohttp_web.StreamResponse:
+        if token is not None and request.path not in open_paths \
+                and not bearer_matches(request.headers.get("Authorization"), token):
+            return json_error(401, "this API needs a bearer token (Authorization: Bearer <token>)",
+                              headers={"WWW-Authenticate": 'Bearer realm="streamrec"'})
+        try:
+            return await handler(request)
+        except aiohttp_web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return json_error(e.status, e.reason.lower())
+
+    return [guard]
 
 
 class BadRequest(Exception):
@@ -54,6 +110,14 @@ def parse_id(name: str, value: str) -> str:
 
 def register_views(app: faust.App, worker: Worker) -> None:
     """Add the API's pages to ``app``."""
+    # Here, not at the top: create_app imports this module for api_middlewares, and these
+    # (NumPy, SciPy, Prometheus) are the worker's, not every command's.
+    from faust.web import Request, Response, View
+
+    from stream.core.state import UserState
+    from stream.exposition import metrics_response
+    from stream.runtime import metrics
+
     settings = worker.settings
 
     def error(view: View, status: int, message: str) -> Response:
