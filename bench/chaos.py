@@ -1,4 +1,5 @@
-"""Reliability under faults: worker crashes, broker restarts, rebalances, bad input, corrupt artifacts, lost disk, HTTP.
+"""Reliability under faults: worker crashes, broker restarts, rebalances, bad input, corrupt artifacts, lost disk,
+HTTP, poison pills on every consumed topic.
 
 Each scenario breaks the system on purpose and then compares the worker's
 ``user-state`` changelog with an oracle replay of the same events written apart
@@ -25,7 +26,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._stream_common import machine, write_json  # noqa: E402
-from bench.faults import scenarios  # noqa: E402
+from bench.faults import poison, scenarios  # noqa: E402
 
 # name: (long form, quick form); each a function of (bootstrap, root) -> Outcome.
 Scenario = Callable[[str, Path], Any]
@@ -47,8 +48,11 @@ SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
              lambda b, r: scenarios.lost_disk(b, r, events=1500, users=150)),
     "http": (lambda b, r: scenarios.http_input(b, r, requests=5000),
              lambda b, r: scenarios.http_input(b, r, requests=1500)),
+    "poison": (lambda b, r: poison.poison(b, r, items=10_000, announcements=1000),
+               lambda b, r: poison.poison(b, r, items=400, announcements=40)),
 }
 COLUMNS = ("scenario", "events_sent", "kills", "broker_restarts", "second_worker_joins", "bad_records", "requests",
+           "crashes", "refused_not_in_dead_letter",
            "lost", "applied_twice", "users_wrong", "recommendations_duplicated", "unexpected", "seconds")
 
 
