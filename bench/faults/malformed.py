@@ -84,7 +84,8 @@ def _kinds(items: list[str]) -> dict[str, Callable[[random.Random], Bad]]:
                                                                                  {"k": "v" * 300}]))),
         "unknown_item": one("unknown_item", set_("item_id", lambda rng: f"zz{rng.randrange(10**9)}")),
         "unicode_unknown_item": one("unknown_item", set_("item_id", lambda rng: "\u00e9\u6f22\U0001f600")),
-        "empty_key": one("key_mismatch", lambda e, rng: e, key=b""),
+        "empty_key": one("missing_key", lambda e, rng: e, key=b""),
+        "no_key": one("missing_key", lambda e, rng: e, key=None),
         "other_key": one("key_mismatch", lambda e, rng: e, key=b"someone-else"),
     }
 
