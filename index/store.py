@@ -279,6 +279,10 @@ def deserialization_limits(data: bytes, manifest: Manifest) -> tuple[int, int]:
 
 def _deserialize(data: bytes, manifest: Manifest) -> Any:
     vector_bytes, loops = deserialization_limits(data, manifest)
+    if not hasattr(faiss, "set_deserialization_loop_limit"):  # releases before 2026 have neither limit
+        log.warning("faiss %s sets no deserialization limits: only the header and size checks apply",
+                    faiss.__version__)
+        return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
     with _DESERIALIZE:
         before = faiss.get_deserialization_vector_byte_limit(), faiss.get_deserialization_loop_limit()
         faiss.set_deserialization_vector_byte_limit(vector_bytes)

@@ -64,7 +64,7 @@ class ModelAnnouncement:
 
 def check_version(version: Any) -> str:
     """``version`` if it is a plain version name (never a path); raises :class:`InvalidAnnouncement`."""
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise InvalidAnnouncement("bad_version", f"version {str(version)[:40]!r} is not a plain name "
                                   f"(letters, digits, '.', '_', '-'; 1 to {MAX_VERSION_CHARS} characters)")
     return version

@@ -83,3 +83,224 @@ def test_loading_imports_nothing_of_training() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[3])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- refusals: what load_version (the worker's and the trainer's path) never loads ----------
+import hashlib  # noqa: E402
+import pickle  # noqa: E402
+import shutil  # noqa: E402
+
+from models.artifacts import (  # noqa: E402
+    MANIFEST,
+    VERSION_PATTERN,
+    ArtifactSignatureError,
+    load_version,
+    resolve_version,
+    sign_manifest,
+)
+
+KEY = b"k" * 32
+
+
+def remanifest(folder: Path, key: bytes | None = None, **fields) -> None:
+    """Rewrite ``folder``'s manifest to agree with its files (and sign it with ``key``): what
+    someone who can write the folder can do; only the key, or the checks on content, stop them."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.pop("signature", None)
+    manifest["files"] = {p.relative_to(folder).as_posix(): {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                                                            "bytes": p.stat().st_size}
+                         for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    manifest.update(fields)
+    if key:
+        manifest = sign_manifest(manifest, key)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def root(trained, tmp_path: Path) -> Path:
+    root = tmp_path / "artifacts"
+    save_artifact(trained, root, version="v1", key=KEY)
+    return root
+
+
+def refused(root: Path, version: str, reason: str, key: bytes | None = KEY) -> ArtifactError:
+    with pytest.raises(ArtifactError) as err:
+        load_version(root, version, key=key)
+    assert err.value.reason == reason, err.value
+    return err.value
+
+
+def test_signed_version_loads_with_its_key_and_without_one(root: Path) -> None:
+    manifest = json.loads((root / "v1" / MANIFEST).read_text())
+    assert manifest["signature"]["alg"] == "HMAC-SHA256" and manifest["counts"]["dim"] == 8
+    assert load_version(root, "v1", key=KEY).manifest["version"] == "v1"
+    # Unset key (local runs): nothing can be checked, the checksums still are.
+    assert load_version(root, "v1", key=None).manifest["version"] == "v1"
+
+
+def test_unsigned_version_is_refused_with_a_key(trained, tmp_path: Path) -> None:
+    save_artifact(trained, tmp_path, version="v1")
+    assert "signature" not in json.loads((tmp_path / "v1" / MANIFEST).read_text())
+    assert isinstance(refused(tmp_path, "v1", "unsigned"), ArtifactSignatureError)
+    load_version(tmp_path, "v1", key=None)
+
+
+def test_mis_signed_version_is_refused(root: Path) -> None:
+    refused(root, "v1", "bad_signature", key=b"another key of 32 bytes........")
+    manifest = json.loads((root / "v1" / MANIFEST).read_text())
+    manifest["signature"]["hex"] = manifest["signature"]["hex"][:-1] + "0"
+    (root / "v1" / MANIFEST).write_text(json.dumps(manifest))
+    refused(root, "v1", "bad_signature")
+
+
+def test_tampered_file_re_listed_in_the_manifest_is_refused_by_the_signature(root: Path) -> None:
+    metrics = root / "v1" / "metrics.json"
+    metrics.write_text('{"ndcg@10": 0.99}')
+    refused(root, "v1", "checksum")  # the manifest as signed
+    remanifest(root / "v1")  # checksums rewritten, signature dropped
+    refused(root, "v1", "unsigned")
+    manifest = json.loads((root / "v1" / MANIFEST).read_text())
+    manifest["signature"] = {"alg": "HMAC-SHA256", "hex": "0" * 64}  # a forged one
+    (root / "v1" / MANIFEST).write_text(json.dumps(manifest))
+    refused(root, "v1", "bad_signature")
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "grow", "delete"])
+def test_tampered_file_is_refused(root: Path, damage: str) -> None:
+    target = root / "v1" / "item_embeddings.npy"
+    data = bytearray(target.read_bytes())
+    if damage == "flip_byte":
+        data[-3] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "truncate":
+        target.write_bytes(bytes(data[:-10]))
+    elif damage == "grow":
+        target.write_bytes(bytes(data) + b"\0" * 64)
+    else:
+        target.unlink()
+    refused(root, "v1", "checksum")
+
+
+@pytest.mark.parametrize("version", ["../v1", "/tmp/v1", "v1/..", ".", "..", "", "a" * 129, "v 1", "v1\n"])
+def test_version_that_is_not_a_plain_name_is_refused(root: Path, version: str) -> None:
+    refused(root, version, "bad_version")
+
+
+def test_missing_version_is_refused(root: Path) -> None:
+    refused(root, "v9", "not_found")
+
+
+def test_version_symlinked_out_of_the_artifacts_folder_is_refused(trained, root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    save_artifact(trained, outside, version="evil", key=KEY)  # a perfectly signed version, elsewhere
+    (root / "evil").symlink_to(outside / "evil", target_is_directory=True)
+    refused(root, "evil", "outside_artifacts_dir")
+    # The artifacts folder itself may be a link (a mounted volume); what counts is where versions resolve.
+    (tmp_path / "link").symlink_to(root, target_is_directory=True)
+    assert resolve_version(tmp_path / "link", "v1") == (root / "v1").resolve()
+    assert load_version(tmp_path / "link", "v1", key=KEY).manifest["version"] == "v1"
+
+
+def test_symlinked_file_inside_a_version_is_refused(root: Path, tmp_path: Path) -> None:
+    metrics = root / "v1" / "metrics.json"
+    copy = tmp_path / "metrics-copy.json"
+    copy.write_bytes(metrics.read_bytes())  # same bytes, so the checksum alone would pass
+    metrics.unlink()
+    metrics.symlink_to(copy)
+    refused(root, "v1", "unlisted_file")
+
+
+def test_manifest_version_must_be_the_announced_one(root: Path) -> None:
+    shutil.copytree(root / "v1", root / "v2")  # signed, intact, but it says v1
+    assert refused(root, "v2", "version_mismatch")
+    refused(root, "v2", "version_mismatch", key=None)
+
+
+def test_manifest_naming_files_outside_the_folder_is_refused(root: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("x")
+    manifest = json.loads((root / "v1" / MANIFEST).read_text())
+    manifest["files"]["../../secret"] = {"sha256": "0" * 64, "bytes": 1}
+    (root / "v1" / MANIFEST).write_text(json.dumps(sign_manifest(manifest, KEY)))
+    err = refused(root, "v1", "malformed")
+    assert "plain relative" in str(err)
+
+
+class _Marker:
+    """Unpickling this object writes a file: the proof that a pickle ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (self.path, "pickle ran"))
+
+
+def test_pickle_weights_are_never_loaded_even_signed(trained, root: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pickle-ran"
+    folder = root / "v1"
+    (folder / "weights.safetensors").unlink()
+    torch.save({"state": _Marker(marker)}, folder / "weights.pt")  # torch.save writes a pickle
+    config = json.loads((folder / "config.json").read_text())
+    config["weights"] = "weights.pt"
+    (folder / "config.json").write_text(json.dumps(config))
+    remanifest(folder, KEY)  # signed by whoever holds the key: the format alone is refused
+    refused(root, "v1", "not_safetensors")
+    assert not marker.exists()
+
+
+def test_pickle_under_the_safetensors_name_is_refused(root: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pickle-ran"
+    (root / "v1" / "weights.safetensors").write_bytes(pickle.dumps(_Marker(marker)))
+    remanifest(root / "v1", KEY)
+    refused(root, "v1", "not_safetensors")
+    assert not marker.exists()
+
+
+def test_pickled_item_vectors_are_refused(root: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pickle-ran"
+    vectors = np.empty(1, dtype=object)
+    vectors[0] = _Marker(marker)
+    np.save(root / "v1" / "item_embeddings.npy", vectors, allow_pickle=True)
+    remanifest(root / "v1", KEY)
+    refused(root, "v1", "malformed")
+    assert not marker.exists()
+
+
+def test_stray_file_in_a_version_is_refused(root: Path) -> None:
+    (root / "v1" / "weights.pt").write_bytes(b"anything")  # not listed: never read, and refused
+    refused(root, "v1", "unlisted_file")
+
+
+def test_ids_and_vectors_that_disagree_are_refused(root: Path) -> None:
+    items = json.loads((root / "v1" / "items.json").read_text())
+    (root / "v1" / "items.json").write_text(json.dumps(items[:-1]))
+    remanifest(root / "v1", KEY)
+    refused(root, "v1", "size_mismatch")
+
+
+def test_counts_that_disagree_with_the_files_are_refused(root: Path) -> None:
+    manifest = json.loads((root / "v1" / MANIFEST).read_text())
+    remanifest(root / "v1", KEY, counts={**manifest["counts"], "users": manifest["counts"]["users"] + 1})
+    refused(root, "v1", "size_mismatch")
+
+
+@pytest.mark.parametrize("edit", [{"n_layers": 10**6}, {"dim": 9}, {"n_features": 10**9}, {"tower": "unknown"}],
+                         ids=["layers", "dim", "features", "tower"])
+def test_tower_spec_that_disagrees_with_the_weights_is_refused_before_allocating(root: Path, edit) -> None:
+    config = json.loads((root / "v1" / "config.json").read_text())
+    config["tower_spec"].update(edit)
+    (root / "v1" / "config.json").write_text(json.dumps(config))
+    remanifest(root / "v1", KEY)
+    with pytest.raises(ArtifactError):
+        load_version(root, "v1", key=KEY)
+
+
+def test_version_rule_is_the_announcements_rule() -> None:
+    from stream.core.announcements import VERSION_PATTERN as ANNOUNCED
+
+    assert VERSION_PATTERN == ANNOUNCED
+
+
+def test_saving_refuses_a_version_that_is_not_a_plain_name(trained, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError):
+        save_artifact(trained, tmp_path, version="../escape")
