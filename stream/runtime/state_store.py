@@ -38,6 +38,7 @@ import faust
 import rocksdict
 from faust.types import TP
 
+from stream.errors import InvalidRecord
 from stream.runtime.outbox import Outbox, SentBatch
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,15 @@ class PartitionedTable:
         return None if raw is None else json.loads(raw)
 
     def get_any(self, key: bytes) -> dict[str, Any] | None:
-        """The value for ``key`` from whichever local partition holds it (HTTP reads)."""
-        return self.table.get(key)
+        """The value for ``key`` from whichever local partition holds it (HTTP reads).
+
+        Raises :class:`~stream.errors.InvalidRecord` (``bad_state``) when the stored bytes are not
+        JSON: the changelog they were restored from is writable by any client.
+        """
+        try:
+            return self.table.get(key)
+        except Exception as e:  # Faust's codec error types vary with the serializer: any decode failure
+            raise InvalidRecord("bad_state", f"stored user state does not decode: {str(e)[:100]}") from e
 
     def put(self, key: bytes, raw: bytes, partition: int, outbox: Outbox, new: bool = False) -> None:
         """Store the encoded value ``raw`` and queue its changelog record in ``outbox``;

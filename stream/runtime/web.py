@@ -114,7 +114,6 @@ def register_views(app: faust.App, worker: Worker) -> None:
     # (NumPy, SciPy, Prometheus) are the worker's, not every command's.
     from faust.web import Request, Response, View
 
-    from stream.core.state import UserState
     from stream.exposition import metrics_response
     from stream.runtime import metrics
 
@@ -140,6 +139,9 @@ def register_views(app: faust.App, worker: Worker) -> None:
             return error(view, 400, str(e))
         except _Unavailable:
             return error(view, 503, "no catalogue or model loaded yet")
+        except InvalidRecord as e:  # a stored state that another client wrote to the changelog
+            return error(view, 503, f"the user's stored state is unreadable ({e.reason}); "
+                                    "it is rebuilt at the user's next event")
 
     @app.page("/recommendations/{user_id}")
     class Recommendations(View):
@@ -151,10 +153,9 @@ def register_views(app: faust.App, worker: Worker) -> None:
             user_id = parse_id("user_id", user_id)
             k = parse_k(request, settings.top_k, settings.max_k)
             model = model_or_503(self)
-            raw = worker.user_state.get(user_id.encode())
-            if raw is None:
+            state = worker.state_of(user_id)
+            if state is None:
                 return error(self, 404, f"unknown user {user_id!r}")
-            state = UserState.from_json(raw)
             [recommendation], _ = worker.processor.recommend(model, [user_id], [state], k, int(time.time() * 1000))
             return self.json({**recommendation.to_dict(), "history_length": len(state.history)})
 
@@ -187,7 +188,7 @@ def register_views(app: faust.App, worker: Worker) -> None:
             user_id = parse_id("user_id", user_id)
             k = parse_k(request, settings.top_k, settings.max_k)
             model_or_503(self)
-            if worker.user_state.get(user_id.encode()) is None:
+            if worker.state_of(user_id) is None:
                 return error(self, 404, f"unknown user {user_id!r}")
             similar = worker.similar_users(user_id, k)
             if similar is None:

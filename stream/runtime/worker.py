@@ -450,11 +450,17 @@ class Worker:
         name = self.events_topic.get_topic_name()
         return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == name)
 
+    def state_of(self, user_id: str) -> UserState | None:
+        """``user_id``'s stored state on this worker, ``None`` when it has none; raises
+        :class:`~stream.errors.InvalidRecord` (``bad_state``) when what is stored is not a state."""
+        raw = self.states.get_any(user_id.encode())
+        return None if raw is None else UserState.from_json(raw)
+
     def similar_users(self, user_id: str, k: int) -> list[tuple[str, float]] | None:
         """Users nearest to ``user_id``'s current embedding; ``None`` when it has none yet."""
         try:
-            state = UserState.from_json(self.states.get_any(user_id.encode()))
-        except (InvalidRecord, ValueError) as e:  # a stored state another client wrote: no neighbours
+            state = self.state_of(user_id) or UserState()
+        except InvalidRecord as e:  # a stored state another client wrote: no neighbours
             log.warning("stored user state unreadable user=%r error=%s", user_id[:64], e)
             return None
         if state.embedding is None:

@@ -198,11 +198,25 @@ def test_hostile_catalogue_records_and_announcements_never_stop_the_worker(world
         [v for _, v in topic_json(settings, "dead-letter") if v["topic"] == items_topic]), what="items' dead letters")
     assert {l["reason"] for l in letters} >= {"wrong_type", "not_an_object", "bad_encoding", "missing_field", "bad_json"}
     assert worker.metric("streamrec_worker_records_rejected_total") >= 8
+    # A user state that is not one, written to the changelog by another client: restored into
+    # RocksDB at the next start.
+    changelog = f"{settings.app_id}-user-state-changelog"
+    producer = KafkaProducer(bootstrap_servers=list(settings.kafka_bootstrap))
+    producer.send(changelog, key=b"mallory", value=b'{"history": 5, "embedding": [1]}').get(timeout=10)
+    producer.close()
     worker.stop()
     worker.start()  # the bad records are replayed: the worker must start and serve all the same
     status, health = worker.get("/healthz")
     assert status == 200 and health["model_version"] == "content-v0"
     assert worker.get("/items/after-bad/similar?k=3")[0] == 200
+    status, body = worker.get("/recommendations/mallory")
+    assert status == 503 and "unreadable" in body["error"]
+    send(settings, play("mallory", data.items[2]["item_id"]))
+    wait_for(lambda: worker.get("/recommendations/mallory")[1].get("history_length") == 1,
+             what="mallory starting afresh")
+    letter = wait_for(lambda: [v for k, v in topic_json(settings, "dead-letter") if v["topic"] == changelog],
+                      what="the bad state dead-lettered")[0]
+    assert letter["reason"] == "bad_state" and letter["offset"] == -1 and letter["key_b64"] == "bWFsbG9yeQ=="
 
 
 def test_a_tombstone_takes_an_item_down(world, data):
