@@ -63,8 +63,9 @@ def mask_secrets_in_logs(secrets: Iterable[str]) -> None:
 
     A record factory rather than a handler filter, because Faust sets up its own handlers
     later and every library's logger passes through the factory: kafka-python's admin client
-    logs its whole configuration (SASL password included) at DEBUG, and its connection every
-    request it sends, the SASL/PLAIN one with the password in it. A record that shows a
+    logs its whole configuration (SASL password included) at DEBUG, and kafka-python's and
+    aiokafka's connections (the worker's, through Faust) every request they send, the SASL/PLAIN
+    one with the password in it. A record that shows a
     secret, in its message, its traceback or its stack, is rewritten with the secret masked
     (its traceback folded into the message); others are left as they are.
     """
