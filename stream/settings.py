@@ -112,6 +112,10 @@ class Settings(BaseSettings):
 
     # --- Recommendations ------------------------------------------------------
     artifacts_dir: Path = Field(default=Path("var/artifacts"), description="Trained model and index versions.")
+    artifact_key: SecretStr | None = Field(
+        default=None, min_length=16,
+        description="HMAC-SHA256 key: the trainer signs each version's manifest, the workers and the trainer "
+                    "refuse unsigned or mis-signed ones (unset: nothing signed or checked, for local runs).")
     top_k: int = Field(default=10, ge=1, le=100, description="Items per published recommendation.")
     max_k: int = Field(default=100, ge=1, le=1000, description="Largest k the HTTP API accepts.")
     max_history: int = Field(default=200, ge=1, le=10_000, description="Events kept per user (for exclusion).")

@@ -118,6 +118,12 @@ class Worker:
         self._deleted: set[str] = set()  # items taken down (tombstones): never served by any version
         # Catalogue changes (upserts, removed ids) seen while a version loads, applied to it before it serves.
         self._catalog_changes: list[tuple[list[dict[str, Any]], list[str]]] = []
+        # Model versions (see "model versions" below): the catalogue read, the start-up walk over
+        # model-updates done, the announcements kept until then, the last offset handled per partition.
+        self._catalog_read = asyncio.Event()
+        self._versions_walked = asyncio.Event()
+        self._startup_announcements: dict[str, ModelAnnouncement] | None = {}
+        self._updates_done: dict[int, int] = {}
 
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.events_topic = app.topic(settings.topic(EVENTS), partitions=settings.topic_partitions, **raw)
@@ -272,66 +278,139 @@ class Worker:
         return self.app.producer._ensure_producer(), None  # outside any transaction: feeds commit nothing
 
     async def _on_catalog_loaded(self) -> None:
+        self._catalog_read.set()
+        await self._wait_for_first_version()  # a trained version that verifies serves from the first event on
         if self.holder.current is None:
             model = await asyncio.to_thread(bootstrap_model, list(self.catalog.values()),
                                             index_config=self.settings.index_config())
-            self._serve(model)
+            if self.holder.current is None:  # a walk past its wait may have served a version meanwhile
+                self._serve(model)
         self.catalog_ready.set()
 
     # --- model versions ---------------------------------------------------------------
+    # The worker reads model-updates from the beginning (one partition, small). At start-up it keeps
+    # every valid announcement until the end seen then, and serves the newest one that loads and
+    # verifies, walking back past the ones that do not; the bootstrap model serves only when none
+    # does. Afterwards each fetch is handled the same way, newest first, down to the version served.
+    # Every refusal, of a record or of a version, is counted (model_swaps_total{result="rejected"})
+    # and logged with its reason; the version being served keeps serving.
+    VERSIONS_WAIT_S = 60.0  # how long the first events wait for the start-up walk before the bootstrap model
+
     async def _follow_model_updates(self) -> None:
-        await self.catalog_ready.wait()
+        await self._catalog_read.wait()  # a version loads with the whole catalogue
         await follow_topic(self.settings, self.settings.topic(MODEL_UPDATES), self._on_announcements,
-                           from_beginning=False)
+                           on_caught_up=self._on_updates_caught_up, from_beginning=True)
+
+    async def _wait_for_first_version(self) -> None:
+        try:
+            await asyncio.wait_for(self._versions_walked.wait(), self.VERSIONS_WAIT_S)
+        except TimeoutError:  # model-updates unreachable or the walk slow: serve now, swap when it ends
+            log.warning("model-updates not read within %.0fs: serving the bootstrap model meanwhile",
+                        self.VERSIONS_WAIT_S)
 
     async def _on_announcements(self, records: list[Record]) -> None:
-        latest: ModelAnnouncement | None = None  # only the newest valid version matters
+        announcements: list[ModelAnnouncement] = []
+        refused: list[tuple[Record, str, str]] = []
         for record in records:
+            if record.offset <= self._updates_done.get(record.partition, -1):
+                continue  # replayed after the feed reconnected: handled already
+            self._updates_done[record.partition] = record.offset
             try:
-                latest = parse_announcement(record.value)
+                announcements.append(parse_announcement(record.value))
             except InvalidRecord as e:
                 metrics.MODEL_SWAPS.labels("rejected").inc()
-                log.error("model announcement ignored reason=%s detail=%s offset=%d", e.reason, e.detail,
+                log.error("model announcement ignored reason=%s detail=%s offset=%d", e.reason, e.detail[:200],
                           record.offset)
-        if latest is None:
-            return
-        version = latest.version
-        current = self.holder.current
-        serving = current.model_version if current is not None else None
-        del current  # a reference kept here would freeze the previous version after the swap
-        if version == serving or version == self._loading:
-            return
-        self._loading = version
+                refused.append((record, e.reason, f"model announcement refused: {e.detail}"))
+        if refused:
+            await self._dead_letter_feed(MODEL_UPDATES, refused)
+        if self._startup_announcements is not None:  # walked once the start-up end is reached
+            for a in announcements:  # by version, in the order last announced; only the name is needed
+                self._startup_announcements.pop(a.version, None)
+                self._startup_announcements[a.version] = ModelAnnouncement(a.version, a.created_ms)
+        elif announcements:
+            await self._serve_newest(announcements)
+
+    async def _on_updates_caught_up(self) -> None:
+        kept, self._startup_announcements = self._startup_announcements or {}, None
+        log.info("model-updates read versions=%d", len(kept))
         try:
-            model = await asyncio.to_thread(self._load_version, latest)
+            await self._serve_newest(list(kept.values()))
+        finally:
+            self._versions_walked.set()
+
+    async def _serve_newest(self, announcements: list[ModelAnnouncement]) -> None:
+        """Serve the newest of ``announcements`` (topic order) that loads and verifies; stop at the
+        version being served (nothing newer verified). Each version is tried once per call."""
+        tried: set[str] = set()
+        for announcement in reversed(announcements):
+            version = announcement.version
+            current = self.holder.current
+            serving = current.model_version if current is not None else None
+            del current  # a reference kept here would freeze the previous version after the swap
+            if version == serving:
+                return
+            if version in tried or version == self._loading:
+                continue
+            tried.add(version)
+            model = await self._try_version(announcement)
+            if model is not None:
+                self._serve(model)
+                return
+
+    async def _try_version(self, announcement: ModelAnnouncement) -> ServingModel | None:
+        """The announced version loaded and verified, with the catalogue as it is when it is ready;
+        ``None`` (counted and logged with its reason) when it is refused."""
+        from index import VectorIndexError
+        from models.artifacts import ArtifactError
+
+        version = announcement.version
+        self._loading = version
+        self._catalog_changes.clear()
+        items, deleted = list(self.catalog.values()), set(self._deleted)  # snapshot: the thread never iterates them
+        try:
+            model = await asyncio.to_thread(self._load_version, announcement, items, deleted)
+            for upserts, removed in self._catalog_changes:  # what the catalogue did meanwhile
+                self._apply_catalog(model, upserts, removed)
         except Exception as e:  # a bad version must never stop serving the current one
+            reason = (e.reason if isinstance(e, ArtifactError) else
+                      "index" if isinstance(e, VectorIndexError) else "load_error")
             metrics.MODEL_SWAPS.labels("rejected").inc()
-            log.error("model version rejected version=%s error=%s", version, e)
-            return
+            log.error("model version rejected version=%s reason=%s error=%s", version, reason, str(e)[:500])
+            return None
         finally:
             self._loading = None
-        self._serve(model)
-
-    def _load_version(self, announcement: ModelAnnouncement):
-        """Load and verify an announced version in a thread, with the current catalogue added."""
-        from stream.serving.model import model_from_artifact
-
-        version = announcement.version  # a plain name (stream.core.announcements): stays inside artifacts_dir
-        path = self.settings.artifacts_dir / version
-        if not path.is_dir() and announcement.path:
-            path = Path(announcement.path)
-        started = time.perf_counter()
-        model = model_from_artifact(path, self.settings.index_config())
-        model.add_items(list(self.catalog.values()))
-        log.info("model version loaded version=%s path=%s items=%d seconds=%.2f", version, path,
-                 model.n_items, time.perf_counter() - started)
+            self._catalog_changes.clear()
         return model
 
-    def _serve(self, model) -> None:
+    def _load_version(self, announcement: ModelAnnouncement, items: list[dict[str, Any]],
+                      deleted: set[str]) -> ServingModel:
+        """Load and verify an announced version in a thread, with ``items`` added and ``deleted`` taken down.
+
+        Only ``STREAMREC_ARTIFACTS_DIR/<version>`` is ever read (stream.serving.model.model_from_artifact,
+        models.artifacts.load_version); the announcement's ``path`` is information only.
+        """
+        from stream.serving.model import model_from_artifact
+
+        version = announcement.version
+        key = self.settings.artifact_key
+        started = time.perf_counter()
+        model = model_from_artifact(self.settings.artifacts_dir, version,
+                                    key=key.get_secret_value().encode() if key is not None else None,
+                                    index_config=self.settings.index_config())
+        gone = [item_id for item_id in deleted if model.has_item(item_id)]
+        if gone:
+            model.remove_items(gone)
+        model.add_items(items)
+        log.info("model version loaded version=%s signed=%s items=%d seconds=%.2f", version,
+                 "checked" if key is not None else "unchecked", len(model.positions), time.perf_counter() - started)
+        return model
+
+    def _serve(self, model: ServingModel) -> None:
         first = self.holder.swap(model) is None  # the previous version is let go here ...
         metrics.MODEL_INFO.clear()
         metrics.MODEL_INFO.labels(model.model_version, model.index_version).set(1)
-        metrics.INDEX_ITEMS.set(model.n_items)
+        metrics.INDEX_ITEMS.set(len(model.positions))  # items taken down are not in the index
         metrics.MODEL_SWAPS.labels("initial" if first else "ok").inc()
         freeze_heap()  # ... so this collects it rather than freezing it
         limit_thread_pools()  # a model may load libraries with pools of their own

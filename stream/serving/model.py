@@ -303,27 +303,40 @@ class _ArtifactContentEncoder:
         return np.asarray(self._loaded.cold_item_vectors(texts), dtype=np.float32)
 
 
-def model_from_artifact(path: str | Path, index_config: IndexConfig | None = None) -> ServingModel:
-    """Load a trained version (checksums verified) into a :class:`ServingModel`.
+def model_from_artifact(artifacts_dir: str | Path, version: str, *, key: bytes | None = None,
+                        index_config: IndexConfig | None = None) -> ServingModel:
+    """Load and verify ``version`` of ``artifacts_dir`` into a :class:`ServingModel`.
 
-    The index comes from the artifact's ``index/`` folder when present (its own
-    checksum verified too), else it is built from the exported item vectors with
-    ``index_config`` (default ``IndexConfig()``).
-    Raises the artifact's or the index's error when anything does not verify.
+    :func:`models.artifacts.load_version` checks where the folder resolves, the
+    manifest's version and signature (with ``key``) and every file. The index
+    comes from the artifact's ``index/`` folder when present (its manifest's
+    checksum taken from the artifact's manifest, its own files and faiss header
+    verified, see :mod:`index.store`), else it is built from the exported item
+    vectors with ``index_config`` (default ``IndexConfig()``). Before anything
+    serves, the item ids, the vector rows and the index must agree: as many ids
+    as rows, the index holding exactly the row numbers ``0..n-1`` at the vectors'
+    dimension. Raises the artifact's or the index's error when anything does not verify.
     """
-    from models.artifacts import load_artifact
+    from models.artifacts import ArtifactError, load_version
 
-    path = Path(path)
-    loaded = load_artifact(path)
+    loaded = load_version(artifacts_dir, version, key=key)
+    path = loaded.path
     ids = list(loaded.items.ids)
     vectors = np.ascontiguousarray(loaded.item_embeddings, dtype=np.float32)
     config = index_config or IndexConfig()
-    if (path / "index").is_dir():
-        index, manifest = load_index(path / "index")
+    index_manifest = loaded.manifest["files"].get("index/manifest.json")
+    if index_manifest is not None:
+        index, manifest = load_index(path / "index", manifest_sha256=index_manifest["sha256"])
         index_version = manifest.index_version
+    elif any(name.startswith("index/") for name in loaded.manifest["files"]):
+        raise ArtifactError(f"{path}: index files listed without index/manifest.json", "size_mismatch")
     else:
         index = build_index(vectors, np.arange(len(ids), dtype=np.int64), config)
         index_version = f"{loaded.manifest['version']}-built"
+    if len(ids) != vectors.shape[0] or len(index) != len(ids) or index.dim != vectors.shape[1] or not np.array_equal(
+            np.sort(index.ids()), np.arange(len(ids), dtype=np.int64)):
+        raise ArtifactError(f"{path}: {len(ids)} item ids, vectors {vectors.shape}, index of {len(index)} "
+                            f"at dim={index.dim}: they must agree (index ids 0..n-1)", "size_mismatch")
 
     def encode_users(positions: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
         # The towers learn from positives (skips only exclude items); one batched

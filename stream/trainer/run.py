@@ -6,8 +6,14 @@ model with early stopping on validation (warm-started from the served version
 when its towers fit), evaluate it on the held-out tail and
 evaluate the version being served on the *same* tail; publish only when the
 new one is not worse by more than ``margin`` NDCG@10. Publishing writes a
-checksummed artifact folder (towers, id maps, features, item vectors, index)
-and announces it on ``model-updates``, where every worker picks it up.
+checksummed artifact folder (towers, id maps, features, item vectors, index),
+signed with ``STREAMREC_ARTIFACT_KEY`` when set, and announces it on
+``model-updates``, where every worker picks it up.
+
+"The version being served" is what a starting worker serves: the newest
+announced version that loads and verifies (:func:`verified_announcement`), the
+same checks as the worker's (models.artifacts.load_version), so a bad last
+announcement never makes the trainer gate against nothing.
 """
 
 from __future__ import annotations
@@ -103,14 +109,50 @@ def snapshot(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, A
     return events, list(items.values()), invalid
 
 
-def latest_announcement(settings: Settings) -> ModelAnnouncement | None:
-    """The newest valid announcement on ``model-updates``, or ``None``."""
-    records = asyncio.run(read_range(settings, settings.topic(MODEL_UPDATES)))
-    for record in reversed(records):
+def artifact_key(settings: Settings) -> bytes | None:
+    """``STREAMREC_ARTIFACT_KEY`` as bytes, ``None`` when unset (versions are then neither signed nor checked)."""
+    return settings.artifact_key.get_secret_value().encode() if settings.artifact_key is not None else None
+
+
+def announcements(settings: Settings) -> list[ModelAnnouncement]:
+    """Every valid announcement on ``model-updates``, oldest first (invalid records are skipped)."""
+    out = []
+    for record in asyncio.run(read_range(settings, settings.topic(MODEL_UPDATES))):
         try:
-            return parse_announcement(record.value)
+            out.append(parse_announcement(record.value))
         except InvalidRecord:
             continue
+    return out
+
+
+def latest_announcement(settings: Settings) -> ModelAnnouncement | None:
+    """The newest valid announcement on ``model-updates``, or ``None``, whether or not its version
+    verifies (:func:`verified_announcement` is the one the trainer gates on)."""
+    found = announcements(settings)
+    return found[-1] if found else None
+
+
+def verified_announcement(settings: Settings) -> tuple[ModelAnnouncement, Any] | None:
+    """The newest announcement whose version loads and verifies, with its ``LoadedModel``; ``None`` when none does.
+
+    Walks back ``model-updates`` past versions refused (each logged with its reason), as a
+    starting worker does: the version found is the one the workers serve.
+    """
+    from models.artifacts import ArtifactError, load_version
+
+    key = artifact_key(settings)
+    tried: set[str] = set()
+    for announcement in reversed(announcements(settings)):
+        if announcement.version in tried:
+            continue
+        tried.add(announcement.version)
+        try:
+            return announcement, load_version(settings.artifacts_dir, announcement.version, key=key)
+        except ArtifactError as e:
+            log.warning("announced version refused version=%s reason=%s error=%s", announcement.version,
+                        e.reason, str(e)[:300])
+        except OSError as e:
+            log.warning("announced version refused version=%s reason=unreadable error=%s", announcement.version, e)
     return None
 
 
@@ -190,7 +232,7 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     its towers have the same shape (item rows matched by item id); otherwise
     from scratch.
     """
-    from models.artifacts import ArtifactError, load_artifact, save_artifact
+    from models.artifacts import save_artifact
 
     started = time.perf_counter()
     config = config or trainer_config()
@@ -207,14 +249,11 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
         run.seconds = time.perf_counter() - started
         return run
 
-    current = latest_announcement(settings)
+    found = verified_announcement(settings)
     loaded = None
-    if current is not None:
+    if found is not None:
+        current, loaded = found
         run.current_version = current.version
-        try:
-            loaded = load_artifact(settings.artifacts_dir / run.current_version)
-        except (ArtifactError, OSError) as e:
-            log.warning("current version not loadable version=%s error=%s", run.current_version, e)
 
     init = None
     if warm_start and loaded is not None and (loaded.config.tower, loaded.config.dim) == (config.tower, config.dim):
@@ -233,7 +272,8 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
         trained = candidate.trained
         trained.metrics = {**trained.metrics, "test": run.metrics, "events": len(events)}
         run.path = save_artifact(trained, settings.artifacts_dir,
-                                 index_builder=functools.partial(_index_builder, config=settings.index_config()))
+                                 index_builder=functools.partial(_index_builder, config=settings.index_config()),
+                                 key=artifact_key(settings))
         run.version = run.path.name
         announce(settings, run.version, run.path, run.metrics,
                  {"users": run.users, "items": run.items, "tower": config.tower})

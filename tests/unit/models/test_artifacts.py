@@ -109,7 +109,7 @@ def remanifest(folder: Path, key: bytes | None = None, **fields) -> None:
     manifest.pop("signature", None)
     manifest["files"] = {p.relative_to(folder).as_posix(): {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
                                                             "bytes": p.stat().st_size}
-                         for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+                         for p in sorted(folder.rglob("*")) if p.is_file() and p != folder / MANIFEST}
     manifest.update(fields)
     if key:
         manifest = sign_manifest(manifest, key)

@@ -1,0 +1,193 @@
+"""The worker's model-updates handling: at start-up the newest announced version that verifies
+serves (walking back past bad ones), later fetches the same way down to the version served, a
+refusal never stops serving, every refusal is counted; and model_from_artifact's agreement checks.
+
+The worker here is built without Faust (``Worker.__new__``): only the attributes the model-version
+code reads are set, and versions are real artifacts in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.faults.versions import HOSTILE_FOLDERS, HOSTILE_REASONS, copy_version, remanifest
+from models.artifacts import ArtifactError, save_artifact
+from models.train.config import TrainConfig
+from models.train.demo import demo_split
+from models.train.loop import train_two_tower
+from stream.core.records import Record
+from stream.runtime import metrics
+from stream.runtime.worker import Worker
+from stream.serving.model import ModelHolder, bootstrap_model, model_from_artifact
+from stream.settings import Settings
+
+KEY = "unit-test-artifact-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    return train_two_tower(demo_split(n_users=50, n_items=30),
+                           TrainConfig(tower="mean", dim=8, epochs=1, max_steps=2, content="none", progress=False))
+
+
+def _index_builder(vectors: np.ndarray, ids: tuple[str, ...], folder: Path) -> None:
+    from index import IndexConfig, build_index, save_index
+
+    save_index(build_index(vectors, np.arange(len(ids), dtype=np.int64), IndexConfig(kind="flat")), folder,
+               overwrite=True)
+
+
+@pytest.fixture
+def artifacts(trained, tmp_path: Path) -> Path:
+    root = tmp_path / "artifacts"
+    save_artifact(trained, root, version="good", index_builder=_index_builder, key=KEY.encode())
+    return root
+
+
+def make_worker(artifacts: Path, key: str | None = KEY) -> Worker:
+    worker = Worker.__new__(Worker)
+    worker.settings = Settings(artifacts_dir=artifacts, artifact_key=key, index_kind="flat")
+    worker.holder = ModelHolder()
+    worker.catalog = {}
+    worker._deleted = set()
+    worker._catalog_changes = []
+    worker._loading = None
+    worker._catalog_read = asyncio.Event()
+    worker._versions_walked = asyncio.Event()
+    worker._startup_announcements = {}
+    worker._updates_done = {}
+    worker.dead_lettered = []
+
+    async def dead_letter_feed(topic, rejected):
+        worker.dead_lettered += rejected
+
+    worker._dead_letter_feed = dead_letter_feed
+    worker._serve = lambda model: worker.holder.swap(model)  # metrics and the heap are not what is tested here
+    return worker
+
+
+def announcement(offset: int, version, **fields) -> Record:
+    value = None if version is None else json.dumps({"version": version, "created_ms": 1, **fields}).encode()
+    return Record("model-updates", 0, offset, b"v", value, 0)
+
+
+def rejected() -> float:
+    return metrics.MODEL_SWAPS.labels("rejected")._value.get()
+
+
+def serving(worker: Worker) -> str | None:
+    return worker.holder.current.model_version if worker.holder.current is not None else None
+
+
+def start(worker: Worker, records: list[Record]) -> None:
+    async def go():
+        await worker._on_announcements(records)
+        await worker._on_updates_caught_up()
+
+    asyncio.run(go())
+
+
+def test_a_starting_worker_walks_back_to_the_newest_version_that_verifies(artifacts: Path, tmp_path: Path) -> None:
+    HOSTILE_FOLDERS["tampered"](artifacts, "good", "tampered", KEY.encode(), tmp_path)
+    copy_version(artifacts, "good", "unsigned", None)
+    worker = make_worker(artifacts)
+    before = rejected()
+    start(worker, [announcement(0, "good"), announcement(1, "tampered"), announcement(2, "unsigned"),
+                   announcement(3, "never-written"), announcement(4, "../good"), announcement(5, None)])
+    assert serving(worker) == "good"
+    assert worker._versions_walked.is_set()
+    # three versions refused, two records refused (a path-like version, a tombstone)
+    assert rejected() - before == 5
+    assert [record.offset for record, _, _ in worker.dead_lettered] == [4, 5]
+
+
+def test_a_starting_worker_with_no_good_version_serves_nothing_so_the_bootstrap_serves(artifacts: Path) -> None:
+    worker = make_worker(artifacts)
+    start(worker, [announcement(0, "never-written"), announcement(1, "also-missing")])
+    assert worker.holder.current is None and worker._versions_walked.is_set()
+
+
+def test_the_announced_path_is_never_read(artifacts: Path, tmp_path: Path) -> None:
+    elsewhere = copy_version(artifacts, "good", "elsewhere", KEY.encode(), dest_root=tmp_path / "outside")
+    worker = make_worker(artifacts)
+    start(worker, [announcement(0, "elsewhere", path=str(elsewhere))])
+    assert worker.holder.current is None
+
+
+def test_later_fetches_walk_back_down_to_the_version_served(artifacts: Path, tmp_path: Path) -> None:
+    worker = make_worker(artifacts)
+    start(worker, [announcement(0, "good")])
+    copy_version(artifacts, "good", "second", KEY.encode())
+    copy_version(artifacts, "good", "mis-signed", b"not the worker's key at all....")
+    asyncio.run(worker._on_announcements([announcement(1, "second"), announcement(2, "mis-signed"),
+                                          announcement(3, "gone")]))
+    assert serving(worker) == "second"
+    # Nothing newer verifies: the version served stays, and an older good one is not gone back to.
+    before = rejected()
+    asyncio.run(worker._on_announcements([announcement(4, "good"), announcement(5, "second"),
+                                          announcement(6, "mis-signed")]))
+    assert serving(worker) == "second" and rejected() - before == 1
+    # Replayed records (the feed reconnected and read from the beginning again) are ignored.
+    asyncio.run(worker._on_announcements([announcement(0, "good"), announcement(1, "second")]))
+    assert serving(worker) == "second"
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_FOLDERS))
+def test_every_hostile_folder_is_refused_and_the_current_version_keeps_serving(artifacts: Path, tmp_path: Path,
+                                                                               kind: str, caplog) -> None:
+    HOSTILE_FOLDERS[kind](artifacts, "good", "hostile", KEY.encode(), tmp_path / "outside")
+    worker = make_worker(artifacts)
+    start(worker, [announcement(0, "good")])
+    before = rejected()
+    with caplog.at_level("ERROR", logger="stream.runtime.worker"):
+        asyncio.run(worker._on_announcements([announcement(1, "hostile")]))
+    assert serving(worker) == "good" and rejected() - before == 1
+    line = next(r.getMessage() for r in caplog.records if "model version rejected version=hostile" in r.getMessage())
+    assert line.split("reason=", 1)[1].split(" ", 1)[0] in HOSTILE_REASONS[kind], line
+
+
+def test_without_a_key_unsigned_versions_load_and_checksums_still_count(artifacts: Path, tmp_path: Path) -> None:
+    copy_version(artifacts, "good", "unsigned", None)
+    HOSTILE_FOLDERS["tampered"](artifacts, "good", "tampered", None, tmp_path)
+    worker = make_worker(artifacts, key=None)
+    start(worker, [announcement(0, "unsigned"), announcement(1, "tampered")])
+    assert serving(worker) == "unsigned"
+
+
+def test_items_taken_down_and_catalogue_changes_during_the_load_reach_the_new_version(artifacts: Path) -> None:
+    worker = make_worker(artifacts)
+    worker.catalog = {"new-1": {"item_id": "new-1", "title": "Fresh", "tags": ["jazz"]}}
+    known = json.loads((artifacts / "good" / "items.json").read_text())
+    worker._deleted = {known[0]}
+    start(worker, [announcement(0, "good")])
+    model = worker.holder.current
+    assert model.has_item("new-1") and not model.has_item(known[0]) and model.has_item(known[1])
+
+
+def test_model_from_artifact_refuses_an_index_that_disagrees_with_the_ids(artifacts: Path, trained) -> None:
+    folder = artifacts / "good"
+    items = json.loads((folder / "items.json").read_text())
+    # An index over one item fewer, every checksum rewritten and the manifest signed: only the
+    # agreement of ids, vectors and index catches it.
+    import shutil
+
+    shutil.rmtree(folder / "index")
+    (folder / "index").mkdir()
+    _index_builder(trained.item_embeddings[:-1], tuple(items[:-1]), folder / "index")
+    remanifest(folder, KEY.encode())
+    with pytest.raises(ArtifactError) as err:
+        model_from_artifact(artifacts, "good", key=KEY.encode())
+    assert err.value.reason == "size_mismatch"
+
+
+def test_model_from_artifact_serves_a_good_version(artifacts: Path) -> None:
+    model = model_from_artifact(artifacts, "good", key=KEY.encode())
+    assert model.model_version == "good" and model.n_items == len(model.index.ids())
+    assert bootstrap_model([]).model_version == "content-v0"
