@@ -26,7 +26,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._stream_common import machine, write_json  # noqa: E402
-from bench.faults import poison, scenarios  # noqa: E402
+from bench.faults import poison, scenarios, versions  # noqa: E402
 
 # name: (long form, quick form); each a function of (bootstrap, root) -> Outcome.
 Scenario = Callable[[str, Path], Any]
@@ -50,6 +50,8 @@ SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
              lambda b, r: scenarios.http_input(b, r, requests=1500)),
     "poison": (lambda b, r: poison.poison(b, r, items=10_000, announcements=1000),
                lambda b, r: poison.poison(b, r, items=400, announcements=40)),
+    "versions": (lambda b, r: versions.versions_fuzz(b, r, records=10_000, rounds=20, folders_per_kind=2),
+                 lambda b, r: versions.versions_fuzz(b, r, records=600, rounds=3)),
 }
 COLUMNS = ("scenario", "events_sent", "kills", "broker_restarts", "second_worker_joins", "bad_records", "requests",
            "crashes", "refused_not_in_dead_letter",

@@ -288,7 +288,7 @@ def versions_fuzz(bootstrap: str, root: Path, records: int = 1000, rounds: int =
         last = sent_valid[-1] if sent_valid else good
         outcome.figures = {
             "scenario": "hostile model-updates", "records_tried": sum(kinds_sent.values()),
-            "hostile_records": sum(n for k, n in kinds_sent.items() if k != "valid"),
+            "bad_records": sum(n for k, n in kinds_sent.items() if k != "valid"),
             "record_kinds": len(kinds_sent), "hostile_folders": len(folders), "valid_versions": len(sent_valid),
             "versions_applied": applied, "ok_swaps": ok_swaps, "rejected_counted": rejected, "crashes": crashes,
             "hostile_versions_served": len(hostile_served), "folder_kinds_refused": folder_kinds_refused,
