@@ -106,7 +106,7 @@ def test_dashboard_layout_and_datasource():
 
 def test_dashboard_has_the_panels_operators_need():
     titles = {panel["title"] for panel in panels(dashboard())}
-    assert {"Event rate", "Rejected events by reason", "Freshness", "Retrieval latency",
+    assert {"Event rate", "Rejected records by topic and reason", "Freshness", "Retrieval latency",
             "Consumer lag by partition", "Online hit rate", "Model and index versions", "Table size",
             "Trainer runs by result", "Published model quality"} <= titles
 
