@@ -7,8 +7,10 @@
      "users": 2999, "items": 3706, "path": "/srv/artifacts/v20261201T101500Z"}
 
 ``version`` names a folder of the artifacts directory; it is a plain name
-(letters, digits, ``.``, ``_``, ``-``; never a path). ``path`` is where the
-trainer wrote it, for information. Other fields are kept as written.
+(letters, digits, ``.``, ``_``, ``-``; never a path), matched in full. ``path``
+is where the trainer wrote it, for information only: no reader loads from it
+(``models.artifacts.load_version`` reads ``<artifacts_dir>/<version>`` alone).
+Other fields are kept as written.
 """
 
 from __future__ import annotations
