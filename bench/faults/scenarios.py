@@ -245,6 +245,7 @@ CORRUPTIONS = {
 
 def corrupt_artifacts(bootstrap: str, root: Path, kinds: tuple[str, ...] = tuple(CORRUPTIONS)) -> Outcome:
     """Announce corrupted copies of a real trained version: each refused, the served version kept."""
+    from bench.faults.versions import copy_version
     from models.train.config import TrainConfig
     from stream.kafka.producer import EventProducer
     from stream.trainer.run import announce, train_once
@@ -264,8 +265,8 @@ def corrupt_artifacts(bootstrap: str, root: Path, kinds: tuple[str, ...] = tuple
         refused = 0
         for n, kind in enumerate(kinds):
             version = f"{run.version}-bad{n}"
-            copy = world.settings.artifacts_dir / version
-            shutil.copytree(world.settings.artifacts_dir / run.version, copy)
+            # A copy that verifies as a version of its own (its manifest renamed), then corrupted.
+            copy = copy_version(world.settings.artifacts_dir, run.version, version, key=None)
             CORRUPTIONS[kind](copy)
             before = _swaps(worker, "rejected")
             announce(world.settings, version, copy, {"ndcg@10": 1.0})
@@ -285,8 +286,7 @@ def corrupt_artifacts(bootstrap: str, root: Path, kinds: tuple[str, ...] = tuple
             refused += line is not None and served == run.version
             outcome.figures.setdefault("errors", {})[kind] = (line or "").split("error=", 1)[-1][:160]
         # the control: an intact copy under a new name is accepted, so the refusals were the corruption's doing
-        intact = world.settings.artifacts_dir / f"{run.version}-intact"
-        shutil.copytree(world.settings.artifacts_dir / run.version, intact)
+        intact = copy_version(world.settings.artifacts_dir, run.version, f"{run.version}-intact", key=None)
         ok_before = _swaps(worker, "ok")
         announce(world.settings, intact.name, intact, {"ndcg@10": 1.0})
         try:
