@@ -35,7 +35,7 @@ OTHER_KEY = b"another-key-not-the-workers-0123456789"
 
 
 # --- version folders ---------------------------------------------------------------------
-def remanifest(folder: Path, key: bytes | None, **fields: Any) -> None:
+def remanifest(folder: Path, key: bytes | None = None, **fields: Any) -> None:
     """Rewrite ``folder``'s manifest to agree with its files (sizes, sha256), with ``fields``
     changed, signed with ``key`` (unsigned without): what whoever can write the folder can do."""
     manifest = json.loads((folder / MANIFEST).read_text())

@@ -101,19 +101,9 @@ from models.artifacts import (  # noqa: E402
 
 KEY = b"k" * 32
 
+from bench.faults.versions import remanifest  # noqa: E402  (what whoever can write the folder can do)
 
-def remanifest(folder: Path, key: bytes | None = None, **fields) -> None:
-    """Rewrite ``folder``'s manifest to agree with its files (and sign it with ``key``): what
-    someone who can write the folder can do; only the key, or the checks on content, stop them."""
-    manifest = json.loads((folder / MANIFEST).read_text())
-    manifest.pop("signature", None)
-    manifest["files"] = {p.relative_to(folder).as_posix(): {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-                                                            "bytes": p.stat().st_size}
-                         for p in sorted(folder.rglob("*")) if p.is_file() and p != folder / MANIFEST}
-    manifest.update(fields)
-    if key:
-        manifest = sign_manifest(manifest, key)
-    (folder / MANIFEST).write_text(json.dumps(manifest))
+
 
 
 @pytest.fixture
