@@ -86,7 +86,6 @@ def test_loading_imports_nothing_of_training() -> None:
 
 
 # --- refusals: what load_version (the worker's and the trainer's path) never loads ----------
-import hashlib  # noqa: E402
 import pickle  # noqa: E402
 import shutil  # noqa: E402
 
