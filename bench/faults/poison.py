@@ -157,7 +157,7 @@ def poison(bootstrap: str, root: Path, items: int = 300, announcements: int = 50
         bad_updates = [json.dumps(rng.choice([None, [], "v1", 5, {"version": "../../etc"}, {"version": "/abs"},
                                               {"version": "v" * 500}, {"version": 7}, {"metrics": "x"}])).encode()
                        for _ in range(announcements)] + [b"\xff not json", b"{" * 5000, b"x" * huge]
-        _send(settings, settings.topic("model-updates"), [(b"v", v) for v in bad_updates])
+        updates_at = _send(settings, settings.topic("model-updates"), [(b"v", v) for v in bad_updates])
         oversized = b'{"user_id": "p000", "pad": "' + b"x" * huge + b'"}'
         _send(settings, settings.topic("events"), [(b"p000", oversized)])
         after_poison = _fresh_recommendations(world, [first, second], users, world.item_ids[1], 120)
@@ -190,6 +190,7 @@ def poison(bootstrap: str, root: Path, items: int = 300, announcements: int = 50
         wrong = [letters[(settings.topic("items"), p, o)]["reason"] for s, p, o in refused
                  if (settings.topic("items"), p, o) in letters
                  and letters[(settings.topic("items"), p, o)]["reason"] not in ITEM_REASONS]
+        updates_missing = [(p, o) for p, o in updates_at if (settings.topic("model-updates"), p, o) not in letters]
         big_event = [lt for (topic, _, _), lt in letters.items() if topic == settings.topic("events")
                      and lt["reason"] == "too_large"]
         outcome.figures = {
@@ -197,13 +198,15 @@ def poison(bootstrap: str, root: Path, items: int = 300, announcements: int = 50
             "items_sent": len(sent), "items_refused": len(refused), "items_applied": sum(
                 s.expect == "item" for s in last.values()), "tombstones": sum(s.expect == "tombstone" for s in sent),
             "announcements_refused": len(bad_updates), "oversized_event_bytes": len(oversized),
-            "crashes": 0, "refused_not_in_dead_letter": len(missing), "wrong_reason": len(wrong),
+            "crashes": 0, "refused_not_in_dead_letter": len(missing) + len(updates_missing), "wrong_reason": len(wrong),
             "freshness_ms_before": warm, "freshness_ms_after_poison": after_poison,
             "freshness_ms_after_restart": after_restart, "seconds": round(time.perf_counter() - started, 1)}
         if missing:
             outcome.problems.append(f"{len(missing)} refused catalogue records not in dead-letter, e.g. {missing[:3]}")
         if wrong:
             outcome.problems.append(f"unexpected reasons {sorted(set(wrong))[:5]}")
+        if updates_missing:
+            outcome.problems.append(f"{len(updates_missing)} refused announcements not in dead-letter")
         if not big_event:
             outcome.problems.append("the oversized event is not in dead-letter as too_large")
         elif big_event[0]["value_size"] != len(oversized) or len(json.dumps(big_event[0])) > 64 * 1024:

@@ -88,5 +88,10 @@ def declare_label_values() -> None:
     for reason in (*REASONS, UNKNOWN_ITEM, KEY_MISMATCH, MISSING_KEY, NO_MODEL):
         EVENTS_REJECTED.labels(reason)
         RECORDS_REJECTED.labels(EVENTS_LABEL, reason)
+    decode = ("too_large", "bad_encoding", "bad_json", "bad_value", "not_an_object", "missing_field", "wrong_type")
+    for topic, reasons in (("items", (*decode, "bad_id", "bad_key")), ("model-updates", (*decode, "bad_version")),
+                           (STATE_LABEL, ("bad_state",)), (OUTPUT_LABEL, ("output_too_large",))):
+        for reason in reasons:
+            RECORDS_REJECTED.labels(topic, reason)
     for result in ("initial", "ok", "rejected"):
         MODEL_SWAPS.labels(result)
