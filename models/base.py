@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,6 +45,22 @@ class Recommender(abc.ABC):
         know it. Models whose scores read the history matrix directly (kNN,
         content, popularity counts) use it; the default keeps what ``fit`` saw.
         """
+
+    def score_histories(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores, float32 (len(histories), n_items), for sessions nobody trained on.
+
+        Each history is one session's chronological item indices (int64), e.g. the
+        clicks so far of a session that started after training (the session
+        protocol, :mod:`models.evaluate.session`). Models whose user side is a
+        learnt per-user parameter cannot do this and raise ``NotImplementedError``
+        (the default); see :attr:`scores_histories`.
+        """
+        raise NotImplementedError(f"{self.name}: cannot score users it was not trained on")
+
+    @property
+    def scores_histories(self) -> bool:
+        """Whether :meth:`score_histories` is implemented (the session protocol skips models without it)."""
+        return type(self).score_histories is not Recommender.score_histories
 
     def recommend(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
         """Top-``k`` item indices, int64 (len(users), k), best first; ``exclude`` rows are per user index."""

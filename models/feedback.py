@@ -8,6 +8,8 @@ The rule (weight of one event):
 =========  ==============================================================
 click      1.0
 like       2.0
+cart       3.0: an item put in the basket, intent short of a purchase (e-commerce
+           logs such as Taobao's record it apart from views and purchases)
 purchase   4.0 (the strongest signal; ``value`` is the price, not used here)
 play       play seconds / 60, clipped to [0.1, 3.0]; 1.0 when the play time
            is unknown. A full three-minute song counts 3, a 6-second
@@ -31,6 +33,7 @@ class EventType(str, enum.Enum):
     PLAY = "play"
     SKIP = "skip"
     LIKE = "like"
+    CART = "cart"
     PURCHASE = "purchase"
 
 
@@ -39,6 +42,7 @@ BASE_WEIGHTS: dict[EventType, float] = {
     EventType.PLAY: 1.0,
     EventType.SKIP: -1.0,
     EventType.LIKE: 2.0,
+    EventType.CART: 3.0,
     EventType.PURCHASE: 4.0,
 }
 PLAY_SECONDS_PER_UNIT = 60.0

@@ -11,7 +11,7 @@ import io
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,15 @@ from models.errors import DataError
 log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "STREAMREC_DATA_DIR"
-NAMED = ("ml-100k", "ml-1m", "demo")
+NAMED = ("ml-100k", "ml-1m", "yoochoose-100k", "taobao", "demo")
+# Named data set -> its folder under the data directory.
+FOLDERS = {"ml-100k": "ml-100k", "ml-1m": "ml-1m", "yoochoose-100k": "yoochoose-100k",
+           "taobao": "taobao-userbehavior-sample"}
+YOOCHOOSE_FILES = {"train": "yoochoose-clicks-100k_train_full.txt", "test": "yoochoose-clicks-100k_test.txt"}
+TAOBAO_FILE = "UserBehavior-head.csv"
+# Taobao's behaviours as our event types: a page view is a click, a favourite a like, a
+# basket addition a cart (intent short of buying), a purchase a purchase.
+TAOBAO_BEHAVIOURS = {"pv": "click", "fav": "like", "cart": "cart", "buy": "purchase"}
 # Full file first: the prefix is used only when the full ratings are absent.
 ML1M_RATINGS = ("ratings.dat", "ratings.dat.gz", "ratings-users-1-2999.dat.gz")
 LOG_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet", ".csv.gz", ".jsonl.gz")
@@ -51,19 +59,25 @@ def default_data_dir() -> Path:
 
 
 def load_raw(name_or_path: str | Path, data_dir: str | Path | None = None, **demo_options: Any) -> RawData:
-    """Read a named data set ("ml-100k", "ml-1m", "demo") or a folder / log file."""
+    """Read a named data set (one of ``NAMED``) or a folder / log file."""
     name = str(name_or_path)
     if name == "demo":
         return load_demo(**demo_options)
-    if name in ("ml-100k", "ml-1m"):
-        path = Path(data_dir) if data_dir is not None else default_data_dir()
-        return load_movielens_100k(path / name) if name == "ml-100k" else load_movielens_1m(path / name)
+    if name in FOLDERS:
+        path = (Path(data_dir) if data_dir is not None else default_data_dir()) / FOLDERS[name]
+        reader = {"ml-100k": load_movielens_100k, "ml-1m": load_movielens_1m,
+                  "yoochoose-100k": load_yoochoose, "taobao": load_taobao}[name]
+        return reader(path)
     path = Path(name_or_path)
     if path.is_dir():
         if (path / "u.data").exists():
             return load_movielens_100k(path)
         if (path / "movies.dat").exists():
             return load_movielens_1m(path)
+        if (path / YOOCHOOSE_FILES["train"]).exists():
+            return load_yoochoose(path)
+        if (path / TAOBAO_FILE).exists():
+            return load_taobao(path)
         events = _first_with_stem(path, ("events", "interactions", "ratings"))
         if events is None:
             raise DataError(f"{path}: no u.data, movies.dat or events.{{csv,jsonl,parquet}}")
@@ -130,6 +144,52 @@ def load_movielens_1m(path: str | Path) -> RawData:
     name = "ml-1m" if ratings.name.startswith("ratings.dat") else "ml-1m (users 1-2999)"
     log.info("loaded name=%s ratings_file=%s rows=%d", name, ratings.name, len(events))
     return RawData(events=events, items=items, name=name, timestamp_unit="s", rating_range=(1, 5))
+
+
+def load_yoochoose(path: str | Path, part: Literal["all", "train", "test"] = "all") -> RawData:
+    """YOOCHOOSE clicks (RecSys Challenge 2015, the 100k sample): one session is one user, every row a click.
+
+    ``part``: the benchmark's ``train`` file, its ``test`` file (the last day's
+    sessions), or ``all`` of both (what the leave-last-out protocol splits). There is
+    no item metadata. ``Time`` is Unix seconds with a fraction.
+    """
+    path = Path(path)
+    parts = ("train", "test") if part == "all" else (part,)
+    if part not in ("all", "train", "test"):
+        raise ValueError(f"part must be 'all', 'train' or 'test', got {part!r}")
+    frames = []
+    for p in parts:
+        _require(path / YOOCHOOSE_FILES[p])
+        frame = pd.read_csv(path / YOOCHOOSE_FILES[p], sep="\t", dtype={"SessionId": str, "ItemId": str, "Time": float})
+        missing = {"SessionId", "ItemId", "Time"} - set(frame.columns)
+        if missing:
+            raise DataError(f"{path / YOOCHOOSE_FILES[p]}: missing columns {sorted(missing)}")
+        frames.append(frame)
+    raw = pd.concat(frames, ignore_index=True)
+    events = pd.DataFrame({"user": raw["SessionId"], "item": raw["ItemId"], "timestamp": raw["Time"], "type": "click"})
+    name = "yoochoose-100k" if part == "all" else f"yoochoose-100k ({part})"
+    log.info("loaded name=%s path=%s rows=%d", name, path, len(events))
+    return RawData(events=events, items=None, name=name, timestamp_unit="s")
+
+
+def load_taobao(path: str | Path) -> RawData:
+    """Taobao UserBehavior (the sample's ``UserBehavior-head.csv``): behaviours mapped by ``TAOBAO_BEHAVIOURS``.
+
+    The item's category id is its one tag (the only content the data has).
+    """
+    path = Path(path)
+    _require(path / TAOBAO_FILE)
+    raw = pd.read_csv(path / TAOBAO_FILE, header=None, names=["user", "item", "category", "behavior", "timestamp"],
+                      dtype={"user": str, "item": str, "category": str, "behavior": str}, keep_default_na=False)
+    # An unknown behaviour stays unknown, and cleaning counts it as such.
+    types = raw["behavior"].str.strip().str.lower().map(TAOBAO_BEHAVIOURS).fillna(raw["behavior"])
+    events = pd.DataFrame({"user": raw["user"], "item": raw["item"],
+                           "timestamp": pd.to_numeric(raw["timestamp"], errors="coerce"), "type": types})
+    cats = raw.drop_duplicates("item", keep="last")
+    items = pd.DataFrame({"item": cats["item"], "title": "item " + cats["item"],
+                          "text": "category " + cats["category"], "tags": [[f"cat{c}"] for c in cats["category"]]})
+    log.info("loaded name=taobao path=%s rows=%d items=%d", path, len(events), len(items))
+    return RawData(events=events, items=items, name="taobao", timestamp_unit="s")
 
 
 def load_log(path: str | Path, items_path: str | Path | None = None) -> RawData:

@@ -8,7 +8,7 @@ Registered names: ``two_tower_mean``, ``two_tower_gru``, ``two_tower_cnn``,
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,6 +50,11 @@ class TwoTowerRecommender(Recommender):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self._model().score(np.asarray(users, dtype=np.int64))
+
+    def score_histories(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        trained = self._model()
+        vectors = trained.model.user_vectors([np.asarray(h, dtype=np.int64) for h in histories])
+        return (vectors @ trained.item_embeddings.T).astype(np.float32)
 
     def _model(self) -> TrainedModel:
         if self.trained is None:

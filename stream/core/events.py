@@ -7,7 +7,7 @@ keyed by user id::
      "timestamp_ms": 1767225600000, "value": 184.0, "context": {"device": "ios"}}
 
 ``value`` is optional: play seconds for ``play``/``skip``, the price for
-``purchase``. ``context`` is optional: a flat object of at most
+``cart`` and ``purchase``. ``context`` is optional: a flat object of at most
 :data:`MAX_CONTEXT_KEYS` short scalar values. Nothing else is allowed: an
 unknown field is an error, so a producer's typo cannot pass silently.
 
@@ -252,7 +252,7 @@ JSON_SCHEMA: dict[str, Any] = {
                          "description": "Milliseconds since the Unix epoch; at most a day ahead of the "
                                         "consumer's clock."},
         "value": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_VALUE,
-                  "description": "Play seconds for play/skip, the price for purchase."},
+                  "description": "Play seconds for play/skip, the price for cart/purchase."},
         "context": {
             "type": ["object", "null"],
             "maxProperties": MAX_CONTEXT_KEYS,

@@ -28,7 +28,7 @@ from stream.core.state import recency_weighted_means
 
 log = logging.getLogger(__name__)
 
-VERBS = {"play": "played", "click": "clicked", "like": "liked", "purchase": "bought", "skip": "skipped"}
+VERBS = {"play": "played", "click": "clicked", "like": "liked", "cart": "added", "purchase": "bought", "skip": "skipped"}
 POPULAR = "popular right now"
 _item_of = itemgetter(0)
 _weight_of = itemgetter(3)

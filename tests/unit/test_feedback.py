@@ -10,6 +10,7 @@ from models.feedback import EventType, event_weight, is_positive
     [
         ("click", None, 1.0),
         ("like", None, 2.0),
+        ("cart", 59.0, 3.0),  # between a like and a purchase
         ("purchase", 59.0, 4.0),  # price does not scale the weight
         ("skip", 3.0, -1.0),
         ("play", None, 1.0),
