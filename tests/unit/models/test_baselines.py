@@ -103,3 +103,28 @@ def test_registry() -> None:
         from models.evaluate import registry
 
         registry._REGISTRY.pop("pop-copy")
+
+
+@pytest.mark.parametrize("k,binary", [(None, True), (5, False), (1, False)])
+def test_item_knn_sparse_path_matches_dense(k: int | None, binary: bool) -> None:
+    """Above ``max_dense_bytes`` the similarity is scipy.sparse; scores and top-10 are those of the dense one."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(7)
+    n_users, n_items, n = 60, 80, 700
+    inter = Interactions(
+        user=rng.integers(0, n_users, n).astype(np.int64), item=rng.integers(0, n_items, n).astype(np.int64),
+        timestamp=np.arange(n, dtype=np.int64), weight=rng.uniform(0.5, 4.0, n).astype(np.float32),
+        users=IdMap(tuple(f"u{i}" for i in range(n_users))), items=IdMap(tuple(f"i{i}" for i in range(n_items))),
+    )
+    catalog = ItemCatalog(inter.items, list(inter.items.ids), list(inter.items.ids), [[] for _ in range(n_items)])
+    dense = ItemKNN(k=k, binary=binary).fit(inter, catalog)
+    sparse = ItemKNN(k=k, binary=binary, max_dense_bytes=0).fit(inter, catalog)
+    assert isinstance(dense.similarity, np.ndarray) and sp.issparse(sparse.similarity)
+    assert sparse.similarity.diagonal().max() == 0
+    if k is not None:
+        assert (sparse.similarity.getnnz(axis=0) <= k).all()
+    users = np.arange(n_users)
+    np.testing.assert_allclose(sparse.score(users), dense.score(users), rtol=1e-5, atol=1e-6)
+    seen = inter.matrix()
+    np.testing.assert_array_equal(sparse.recommend(users, 10, exclude=seen), dense.recommend(users, 10, exclude=seen))
