@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 
 from models.base import NotFittedError, Recommender, train_of
+from models.baselines.knn import histories_matrix
 from models.data.dataset import Interactions, ItemCatalog, Split
 from models.features.text import Tfidf
 
@@ -40,5 +43,14 @@ class ContentBased(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         if self._x is None or self._t is None:
             raise NotFittedError(f"{self.name}: fit first")
-        profile = self._x[users] @ self._t  # (B, n_terms), sparse
+        return self._score_rows(self._x[users])
+
+    def score_histories(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """As ``score``, the profile being the history's items (each event weight 1 when not ``binary``)."""
+        if self._x is None or self._t is None:
+            raise NotFittedError(f"{self.name}: fit first")
+        return self._score_rows(histories_matrix(histories, self._x.shape[1], binary=self.binary))
+
+    def _score_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        profile = rows @ self._t  # (B, n_terms), sparse
         return np.asarray((profile @ self._t.T).toarray(), dtype=np.float32)
