@@ -280,6 +280,8 @@ def run_session_report(
         entry: dict[str, Any] = {"kind": model.kind, "train_s": round(train_s, 3),
                                  "eval_s": round(time.perf_counter() - t1, 3)}
         entry.update({k: round(v, 6) for k, v in figures.items() if k != "n_predictions"})
+        if callable(getattr(model, "report", None)):
+            entry.update(model.report())  # e.g. the automatic choice's selection, as run_report does
         results[name] = entry
         log.info("session report dataset=%s model=%s train_s=%.2f hr@20=%.4f mrr@20=%.4f",
                  split.name, name, train_s, entry["hr@20"], entry["mrr@20"])

@@ -22,15 +22,21 @@ def test_help() -> None:
     out = subprocess.run([sys.executable, str(REPO / "bench" / "quality.py"), "--help"],
                          capture_output=True, text=True, check=True)
     assert "--quick" in out.stdout and "--models" in out.stdout
+    assert "yoochoose-100k" in out.stdout and "taobao" in out.stdout and "--no-session-protocol" in out.stdout
 
 
-@pytest.mark.skipif(not (default_data_dir() / "ml-100k" / "u.data").exists(), reason="ml-100k absent")
-def test_quick_bench_on_a_slice(tmp_path) -> None:
+def _quality():
     sys.path.insert(0, str(REPO / "bench"))
     try:
         import quality
     finally:
         sys.path.pop(0)
+    return quality
+
+
+@pytest.mark.skipif(not (default_data_dir() / "ml-100k" / "u.data").exists(), reason="ml-100k absent")
+def test_quick_bench_on_a_slice(tmp_path) -> None:
+    quality = _quality()
     out = tmp_path / "q.json"
     res = quality.run(data=["ml-100k"], models=["pop", "itemknn"], out=out, quick=True)
     saved = json.loads(out.read_text())
@@ -41,6 +47,34 @@ def test_quick_bench_on_a_slice(tmp_path) -> None:
     assert report["protocol"]["n_test_users"] == quality.QUICK_USERS
     assert (tmp_path / "q-ml-100k.png").stat().st_size > 0
     assert res["streaming"]["protocol"]["scored_events"] > 0
+    assert saved["sessions"] == {}  # ml-100k has no benchmark session split
+
+
+@pytest.mark.skipif(not (default_data_dir() / "yoochoose-100k" / "yoochoose-clicks-100k_test.txt").exists(),
+                    reason="yoochoose-100k absent")
+def test_quick_bench_on_yoochoose_has_both_tables(tmp_path, capsys) -> None:
+    quality = _quality()
+    out = tmp_path / "q.json"
+    quality.run(data=["yoochoose-100k", str(tmp_path / "no-such-data")], models=["pop", "itemknn"], out=out,
+                quick=True, streaming=False)
+    saved = json.loads(out.read_text())
+    assert set(saved["reports"]["yoochoose-100k"]["models"]) == {"pop", "itemknn"}
+    sessions = saved["sessions"]["yoochoose-100k"]
+    assert set(sessions["models"]) | set(sessions["not_applicable"]) == {"pop", "itemknn"}
+    assert "pop" in sessions["models"], "pop scores sessions"
+    assert {"hr@20", "mrr@20", "ndcg@20", "train_s"} <= set(sessions["models"]["pop"])
+    assert sessions["protocol"]["n_test_sessions"] == quality.QUICK_SESSIONS
+    assert 0 < sessions["models"]["pop"]["mrr@20"] <= sessions["models"]["pop"]["hr@20"] < 1
+    assert list(saved["skipped"]) == [str(tmp_path / "no-such-data")]
+    printed = capsys.readouterr().out
+    assert "session protocol" in printed and "skipped, no folder" in printed
+
+
+def test_quick_options_keep_only_what_a_factory_accepts() -> None:
+    quality = _quality()
+    opts = quality.quick_options(["pop", "als", "two_tower_mean"])
+    assert opts["pop"] == {} and opts["als"] == {"iterations": 3}
+    assert opts["two_tower_mean"] == {"epochs": 2, "patience": 1}
 
 
 def test_run_report_on_demo_data(tmp_path) -> None:
