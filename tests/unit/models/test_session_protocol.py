@@ -100,6 +100,16 @@ def test_split_drops_unknown_items_then_short_sessions_and_orders_by_start(tmp_p
     assert targets.tolist() == [0, 1, 1, 3] and session.tolist() == [0, 1, 1, 1]
     assert position.tolist() == [1, 1, 2, 3]
     assert session_split(tmp_path / "tiny", max_sessions=1).sessions[0].tolist() == [3, 0]
+    assert (p["n_target_is_last_click"], p["n_target_in_session"]) == (1, 1)
+
+
+def test_collapsing_consecutive_repeats_is_an_option(tmp_path) -> None:
+    test = [*TEST, (5, 12, 400.0), (5, 12, 401.0)]  # nothing left of session 5 once collapsed
+    split = session_split(write_yoochoose(tmp_path / "tiny", TRAIN, test), consecutive_repeats="collapse")
+    assert [s.tolist() for s in split.sessions] == [[3, 0], [0, 1, 3]]
+    assert split.protocol["collapsed_repeat_clicks"] == 2
+    assert split.protocol["dropped_short_sessions_after_collapse"] == 1
+    assert "collapsed" in split.protocol["repeats"] and split.protocol["n_target_is_last_click"] == 0
 
 
 def test_popularity_figures_by_hand(tmp_path) -> None:
