@@ -126,6 +126,11 @@ class Settings(BaseSettings):
                                   description="Micro-batch size limit (records per fetch; a batch never waits to fill).")
     producer_linger_ms: int = Field(default=1, ge=0, le=10_000,
                                     description="Producer wait to batch records before sending.")
+    train_select: Literal["auto", "fixed"] = Field(
+        default="auto", description="auto: the trainer trains its candidate towers and keeps the best on "
+                                    "validation; fixed: it trains exactly the given settings.")
+    train_time_budget_s: float = Field(default=900.0, gt=0, le=7 * 86400,
+                                       description="Seconds the trainer may spend training candidates (auto).")
     trainer_host: str = Field(default="127.0.0.1", description="Trainer's /metrics and /healthz bind address.")
     trainer_port: int = Field(default=6070, ge=1, le=65535, description="Trainer's /metrics and /healthz port.")
     trending_half_life_s: float = Field(default=3600.0, gt=0,

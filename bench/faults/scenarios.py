@@ -256,7 +256,7 @@ def corrupt_artifacts(bootstrap: str, root: Path, kinds: tuple[str, ...] = tuple
         with EventProducer(world.settings) as producer:
             producer.send_many(world.dataset.events, strict=True)
         run = train_once(world.settings, TrainConfig(tower="mean", dim=16, epochs=1, content="none", progress=False),
-                         margin=1.0)
+                         margin=1.0, select="fixed")
         if not run.published:
             raise RuntimeError(f"the trainer published nothing: {run.reason}")
         wait_until(lambda: worker.get("/healthz")[1]["model_version"] == run.version, 90, "the trained version served")

@@ -218,7 +218,7 @@ def versions_fuzz(bootstrap: str, root: Path, records: int = 1000, rounds: int =
         with EventProducer(settings) as producer:
             producer.send_many(world.dataset.events, strict=True)
         run = train_once(settings, TrainConfig(tower="mean", dim=16, epochs=1, content="none", progress=False),
-                         margin=1.0)
+                         margin=1.0, select="fixed")
         if not run.published:
             raise RuntimeError(f"the trainer published nothing: {run.reason}")
         wait_until(lambda: _served(worker) == run.version, 120, "the trained version served")

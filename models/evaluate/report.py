@@ -77,6 +77,8 @@ def run_report(
         entry.update({k: round(v, 6) for k, v in test.items() if k != "n_users"})
         entry["coverage"] = entry["coverage@10"]
         entry["valid"] = {k: round(v, 6) for k, v in valid.items() if k.endswith("@10")}
+        if callable(getattr(model, "report", None)):
+            entry.update(model.report())  # e.g. the automatic choice's selection
         results[name] = entry
         log.info("report dataset=%s model=%s train_s=%.2f hr@10=%.4f ndcg@10=%.4f",
                  split.name or dataset, name, train_s, entry["hr@10"], entry["ndcg@10"])

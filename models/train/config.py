@@ -50,6 +50,8 @@ class TrainConfig(TowerConfig):
     progress: bool = field(default=True, metadata={"help": "Show a progress bar per epoch."})
     max_steps: int | None = field(default=None, metadata={
         "help": "Stop after this many optimizer steps (none: no limit; smoke tests)."})
+    time_budget_s: float | None = field(default=None, metadata={
+        "help": "Stop training after this many seconds, keeping the best epoch so far (none: no limit)."})
 
     def _checks(self) -> dict[str, bool]:
         return {
@@ -66,6 +68,7 @@ class TrainConfig(TowerConfig):
             "content": self.content in get_args(Content),
             "num_threads": self.num_threads is None or self.num_threads >= 1,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
+            "time_budget_s": self.time_budget_s is None or self.time_budget_s > 0,
         }
 
     def to_json(self) -> str:

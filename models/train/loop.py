@@ -180,6 +180,8 @@ def fit_sequences(
     history: list[dict[str, float]] = []
     epoch_seconds: list[float] = []
     step, bad_epochs = 0, 0
+    started = time.perf_counter()
+    out_of_time = False
     for epoch in range(config.epochs):
         task.train()
         t0 = time.perf_counter()
@@ -199,6 +201,15 @@ def fit_sequences(
             bar.set_postfix(loss=f"{total / count:.4f}")
             if config.max_steps is not None and step >= config.max_steps:
                 break
+            # One process may stop mid-epoch; ranks check at the epoch's end only, so
+            # their collective calls stay matched.
+            if world == 1 and _over(config.time_budget_s, started):
+                out_of_time = True  # validate what this epoch learnt so far, then stop
+                break
+        if world > 1 and config.time_budget_s is not None:
+            t = torch.tensor([float(_over(config.time_budget_s, started))], device=device)
+            dist.all_reduce(t)  # one rank out of time stops them all
+            out_of_time = bool(t.item() > 0)
         epoch_seconds.append(time.perf_counter() - t0)
         valid = _validate(model, valid_histories, valid_targets, valid_exclude, config.eval_k)
         ndcg = valid[f"ndcg@{config.eval_k}"]
@@ -220,6 +231,9 @@ def fit_sequences(
             bad_epochs += 1
         if bad_epochs >= config.patience or (config.max_steps is not None and step >= config.max_steps):
             break
+        if out_of_time:
+            log.info("train_out_of_time budget_s=%.0f epoch=%d", config.time_budget_s, epoch)
+            break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
@@ -233,12 +247,18 @@ def fit_sequences(
         "world_size": world,
         "ranks_in_sync": in_sync,
         "steps": step,
+        "out_of_time": out_of_time,
+        "train_seconds": time.perf_counter() - started,
     }
     log.info("train_done best_epoch=%d valid_ndcg@%d=%.4f", best["epoch"], config.eval_k, best["ndcg"])
     return TrainedModel(
         config=config, model=model, users=IdMap(()), items=IdMap(()), histories=list(sequences),
         item_embeddings=model.item_vectors(), metrics=metrics,
     )
+
+
+def _over(budget_s: float | None, started: float) -> bool:
+    return budget_s is not None and time.perf_counter() - started >= budget_s
 
 
 def _ranks_in_sync(model: nn.Module, device: torch.device) -> bool:

@@ -1,7 +1,8 @@
 """The two-tower models as :class:`models.base.Recommender`s, registered for the evaluation report.
 
 Registered names: ``two_tower_mean``, ``two_tower_gru``, ``two_tower_cnn``,
-``two_tower_sasrec`` (kind ``two_tower``). Factory keyword arguments override
+``two_tower_sasrec`` (kind ``two_tower``), and ``auto``: the trainer's automatic
+choice among them (:mod:`models.train.auto`). Factory keyword arguments override
 :class:`TrainConfig` fields, e.g. ``make_model("two_tower_gru", epochs=5)``.
 """
 
@@ -69,10 +70,18 @@ def _factory(tower: str) -> Any:
     return make
 
 
+def _auto(**overrides: Any) -> Recommender:
+    from models.train.auto import AutoRecommender
+
+    options = {k: overrides.pop(k) for k in ("time_budget_s", "towers", "baselines") if k in overrides}
+    return AutoRecommender(TrainConfig(**{**REPORT_DEFAULTS, **overrides}), **options)
+
+
 def register_two_tower_models() -> None:
-    """Register every user tower under ``two_tower_<tower>`` (idempotent)."""
+    """Register every user tower under ``two_tower_<tower>``, and ``auto`` (the trainer's choice); idempotent."""
     for tower in TOWERS:
         register_model(f"two_tower_{tower}", _factory(tower), overwrite=True)
+    register_model("auto", _auto, overwrite=True)
 
 
 register_two_tower_models()

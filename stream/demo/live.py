@@ -65,6 +65,9 @@ def _reset(settings: Settings) -> None:
     time.sleep(1.0)  # topic deletion completes asynchronously on the broker
 
 
+DEMO_TIME_BUDGET_S = 180.0
+
+
 def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_items: int = 200,
                   events_per_user: int = 30, seed: int = 7, epochs: int = 8) -> LiveDemoResult:
     """Run the live demo (see the module docstring); returns what was shown."""
@@ -87,11 +90,17 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
         last_user = data.events[-1]["user_id"]
         _wait(lambda: worker.get(f"/recommendations/{last_user}")[0] == 200, 180, "the history to be applied")
 
-        echo("training a two-tower model (SASRec user tower, TF-IDF item content) on a snapshot of the topics...")
-        # The trainer's settings, smaller and quicker for a demo.
+        echo("training the candidate two-tower models (mean, SASRec and GRU user towers, then the best with "
+             "TF-IDF item content) on a snapshot of the topics; the best on validation is published...")
+        # The trainer's settings and its automatic choice, smaller and quicker for a demo.
         config = trainer_config(dim=48, epochs=epochs, patience=3, progress=False)
-        run = train_once(s, config, margin=1.0)
+        run = train_once(s, config, margin=1.0, time_budget_s=min(s.train_time_budget_s, DEMO_TIME_BUDGET_S))
         echo(f"  {run.summary()}")
+        choice = run.choice()
+        if choice is not None:
+            echo("  validation NDCG@10: " + ", ".join(f"{name} {v:.4f}" for name, v in choice["valid_ndcg@10"].items())
+                 + f"; best baseline {choice['best_baseline']} on the held-out tail: "
+                   f"{choice['best_baseline_test_ndcg@10'] or 0:.4f}, {choice['winner']}: {choice['test_ndcg@10']:.4f}")
         if run.published:
             _wait(lambda: worker.get(f"/healthz")[1].get("model_version") == run.version, 120, "the hot swap")
             echo(f"  the worker swapped to {run.version} without stopping")

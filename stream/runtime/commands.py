@@ -151,6 +151,12 @@ def _train_options() -> tuple[option, ...]:
         option("--publish/--no-publish", default=True, show_default=True),
         option("--warm-start/--retrain", "warm_start", default=True, show_default=True,
                help="Start from the served version's weights when its towers have the same shape."),
+        option("--select", type=click.Choice(["auto", "fixed"]), default=None,
+               help="auto: train the candidate towers and publish the best on validation (--tower, --loss, "
+                    "--batch-size and --content are then chosen, --max-len is a cap); fixed: train exactly "
+                    "these settings. Default: STREAMREC_TRAIN_SELECT (auto)."),
+        option("--time-budget", "time_budget_s", type=click.FloatRange(min=1), default=None,
+               help="Seconds for training the candidates (auto). Default: STREAMREC_TRAIN_TIME_BUDGET_S (900)."),
     )
 
 
@@ -169,12 +175,14 @@ def _train_config(values: dict[str, Any]):
 
 
 @app.command(*_TRAIN_OPTIONS)
-async def train(self: AppCommand, margin: float, publish: bool, warm_start: bool, **config: Any) -> None:
+async def train(self: AppCommand, margin: float, publish: bool, warm_start: bool, select: str | None,
+                time_budget_s: float | None, **config: Any) -> None:
     """Train once on a snapshot of the topics; publish the version if it is not worse."""
     from stream.trainer.run import train_once
 
     run = await asyncio.to_thread(train_once, get_settings(), _train_config(config), margin,
-                                  publish=publish, warm_start=warm_start)
+                                  publish=publish, warm_start=warm_start, select=select,
+                                  time_budget_s=time_budget_s)
     _echo(run.summary())
 
 
@@ -184,7 +192,7 @@ async def train(self: AppCommand, margin: float, publish: bool, warm_start: bool
     *_TRAIN_OPTIONS,
 )
 async def trainer(self: AppCommand, every: str, runs: int | None, margin: float, publish: bool,
-                  warm_start: bool, **options: Any) -> None:
+                  warm_start: bool, select: str | None, time_budget_s: float | None, **options: Any) -> None:
     """Train periodically (streamrec trainer --every 10m); each run as `streamrec train`."""
     from stream.trainer.run import train_once
 
@@ -201,10 +209,10 @@ async def trainer(self: AppCommand, every: str, runs: int | None, margin: float,
             started = time.monotonic()
             try:
                 run = await asyncio.to_thread(train_once, settings, config, margin, publish=publish,
-                                              warm_start=warm_start)
+                                              warm_start=warm_start, select=select, time_budget_s=time_budget_s)
                 result = "published" if run.published else (
                     "rejected" if run.reason.startswith("worse") else "skipped")
-                trainer_metrics.record_run(result, time.monotonic() - started, run.metrics)
+                trainer_metrics.record_run(result, time.monotonic() - started, run.metrics, run.baseline_metrics)
                 _echo(run.summary())
             except Exception as e:  # one failed run must not end the periodic trainer
                 trainer_metrics.record_run("failed", time.monotonic() - started)
@@ -218,9 +226,9 @@ async def trainer(self: AppCommand, every: str, runs: int | None, margin: float,
 
 @app.command(
     option("--data", "data", default="ml-100k", show_default=True,
-           help="ml-100k, ml-1m, demo, or a path to a data folder or interaction log."),
+           help="ml-100k, ml-1m, yoochoose-100k, taobao, demo, or a path to a data folder or interaction log."),
     option("--models", "model_names", default="all", show_default=True,
-           help="Comma-separated registered model names, or 'all'."),
+           help="Comma-separated registered model names, or 'all'; 'auto' is the trainer's automatic choice."),
     option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
            help="Write the report as JSON here (and a PNG chart beside it)."),
 )

@@ -27,10 +27,18 @@ MODEL_NDCG_10 = Gauge("streamrec_trainer_model_ndcg_10",
 MODEL_HR_10 = Gauge("streamrec_trainer_model_hr_10",
                     "HR@10 of the last published version on its held-out tail.", registry=REGISTRY)
 
+BASELINE_NDCG_10 = Gauge("streamrec_trainer_best_baseline_ndcg_10",
+                         "NDCG@10 of the best baseline on the last run's held-out tail (automatic choice).",
+                         registry=REGISTRY)
 
-def record_run(result: str, seconds: float, metrics: dict[str, float] | None = None) -> None:
-    """Account for one finished run; ``metrics`` (ndcg@10, hr@10) when a version was published."""
+
+def record_run(result: str, seconds: float, metrics: dict[str, float] | None = None,
+               baseline_metrics: dict[str, float] | None = None) -> None:
+    """Account for one finished run; ``metrics`` (ndcg@10, hr@10) when a version was published,
+    ``baseline_metrics`` those of the best baseline the run compared it with."""
     RUNS.labels(result).inc()
+    if baseline_metrics:
+        BASELINE_NDCG_10.set(baseline_metrics.get("ndcg@10", float("nan")))
     RUN_SECONDS.observe(seconds)
     LAST_RUN.set(time.time())
     if result == "published" and metrics:

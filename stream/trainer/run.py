@@ -70,15 +70,38 @@ class TrainRun:
     items: int = 0
     seconds: float = 0.0
     warm_started: bool = False
+    tower: str | None = None
+    selection: dict[str, Any] | None = None
+    baseline: str | None = None
+    baseline_metrics: dict[str, float] | None = None
 
     def summary(self) -> str:
         new = self.metrics.get("ndcg@10")
         old = (self.current_metrics or {}).get("ndcg@10")
+        bar = (self.baseline_metrics or {}).get("ndcg@10")
+        chosen = ""
+        if self.selection is not None:
+            chosen = (f"chose={self.selection['winner']} of {len(self.selection['candidates'])} candidates "
+                      f"best_baseline={self.baseline} best_baseline_ndcg@10={bar if bar is None else round(bar, 4)} ")
         return (f"{'published ' + str(self.version) if self.published else 'not published'} ({self.reason}); "
                 f"events={self.events} invalid={self.invalid_events} users={self.users} items={self.items} "
-                f"ndcg@10={new if new is None else round(new, 4)} "
+                f"tower={self.tower} ndcg@10={new if new is None else round(new, 4)} {chosen}"
                 f"current={self.current_version} current_ndcg@10={old if old is None else round(old, 4)} "
                 f"warm_start={self.warm_started} seconds={self.seconds:.1f}")
+
+    def choice(self) -> dict[str, Any] | None:
+        """The selection, compact, for the announcement: who won, on which figures, against which baseline."""
+        if self.selection is None:
+            return None
+        new, bar = self.metrics.get("ndcg@10"), (self.baseline_metrics or {}).get("ndcg@10")
+        return {
+            "winner": self.selection["winner"],
+            "test_ndcg@10": new, "best_baseline": self.baseline, "best_baseline_test_ndcg@10": bar,
+            "vs_best_baseline": round(new / bar - 1.0, 4) if new is not None and bar else None,
+            "valid_ndcg@10": {c["name"]: c["valid"].get("ndcg@10") for c in self.selection["candidates"]},
+            "baselines_valid_ndcg@10": self.selection["baselines_valid"],
+            "seconds": self.selection["seconds"], "time_budget_s": self.selection["time_budget_s"],
+        }
 
 
 def snapshot(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
@@ -224,13 +247,18 @@ def _index_builder(vectors: np.ndarray, item_ids: tuple[str, ...], folder: Path,
 
 
 def train_once(settings: Settings, config: TrainConfig | None = None, margin: float = 0.005,
-               min_users: int = 10, publish: bool = True, warm_start: bool = True) -> TrainRun:
+               min_users: int = 10, publish: bool = True, warm_start: bool = True,
+               select: str | None = None, time_budget_s: float | None = None) -> TrainRun:
     """One trainer run against the configured cluster (see the module docstring).
 
     ``config`` defaults to :func:`models.train.config.trainer_config` (the CLI's defaults too).
-    With ``warm_start``, training starts from the served version's weights when
-    its towers have the same shape (item rows matched by item id); otherwise
-    from scratch.
+    ``select`` (default ``STREAMREC_TRAIN_SELECT``): ``auto`` trains the candidates of
+    :mod:`models.train.auto` within ``time_budget_s`` (default
+    ``STREAMREC_TRAIN_TIME_BUDGET_S``) and keeps the best on validation, ``config``
+    giving the settings the selection does not choose; ``fixed`` trains ``config``
+    exactly. With ``warm_start``, a candidate starts from the served version's
+    weights when its towers have the same shape (item rows matched by item id);
+    otherwise from scratch.
     """
     from models.artifacts import save_artifact
 
@@ -255,12 +283,27 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
         current, loaded = found
         run.current_version = current.version
 
-    init = None
-    if warm_start and loaded is not None and (loaded.config.tower, loaded.config.dim) == (config.tower, config.dim):
-        init = warm_start_from(loaded.model, loaded.items, interactions.items)
-        run.warm_started = True
+    def warm(cfg: TrainConfig) -> bool:
+        return warm_start and loaded is not None and (loaded.config.tower, loaded.config.dim) == (cfg.tower, cfg.dim)
+
+    def init_for(cfg: TrainConfig) -> Any:
+        return warm_start_from(loaded.model, loaded.items, interactions.items) if warm(cfg) else None
+
+    select = select or settings.train_select
     candidate = TwoTowerRecommender(config)
-    candidate.trained = train_two_tower(split, config, init=init)
+    if select == "auto":
+        from models.train.auto import select_two_tower
+
+        budget = time_budget_s if time_budget_s is not None else settings.train_time_budget_s
+        candidate.trained, selection, baseline = select_two_tower(split, config, budget, init_for=init_for)
+        candidate.config = candidate.trained.config
+        run.selection = selection.as_dict()
+        if baseline is not None:
+            run.baseline, run.baseline_metrics = selection.best_baseline, _test_metrics(baseline, split)
+    else:
+        candidate.trained = train_two_tower(split, config, init=init_for(config))
+    run.tower = candidate.config.tower
+    run.warm_started = warm(candidate.config)
     run.metrics = _test_metrics(candidate, split)
     if loaded is not None:
         run.current_metrics = _test_metrics(LoadedArtifactRecommender(loaded, split), split)
@@ -271,12 +314,16 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     else:
         trained = candidate.trained
         trained.metrics = {**trained.metrics, "test": run.metrics, "events": len(events)}
+        if run.selection is not None:
+            trained.metrics["selection"] = {**run.selection, "test": run.choice()}
         run.path = save_artifact(trained, settings.artifacts_dir,
                                  index_builder=functools.partial(_index_builder, config=settings.index_config()),
                                  key=artifact_key(settings))
         run.version = run.path.name
-        announce(settings, run.version, run.path, run.metrics,
-                 {"users": run.users, "items": run.items, "tower": config.tower})
+        extra: dict[str, Any] = {"users": run.users, "items": run.items, "tower": run.tower}
+        if run.selection is not None:
+            extra["selection"] = run.choice()
+        announce(settings, run.version, run.path, run.metrics, extra)
         run.published = True
         run.reason = "first version" if run.current_version is None else "not worse than the version served"
     run.seconds = time.perf_counter() - started

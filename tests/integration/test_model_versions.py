@@ -37,9 +37,19 @@ def test_a_restarted_worker_serves_the_last_good_version_not_the_bootstrap(kafka
     publish_catalog(settings, data.items)
     with EventProducer(settings) as producer:
         producer.send_many(data.events, strict=True)
-    run = train_once(settings, CONFIG, margin=1.0)
+    # The default: the automatic choice among the candidate towers, beside the best baseline.
+    run = train_once(settings, CONFIG, margin=1.0, time_budget_s=300)
     assert run.published, run.reason
     good, artifacts = run.version, settings.artifacts_dir
+    choice = latest_announcement(settings).extra["selection"]
+    tried = set(choice["valid_ndcg@10"])
+    assert {"mean", "sasrec", "gru"} <= tried and choice["winner"] in tried
+    # the winner is the best candidate on validation, and it is the version published
+    assert choice["valid_ndcg@10"][choice["winner"]] == max(choice["valid_ndcg@10"].values())
+    assert run.tower == choice["winner"].split("+")[0] == latest_announcement(settings).tower
+    assert choice["best_baseline"] in choice["baselines_valid_ndcg@10"]
+    assert choice["test_ndcg@10"] == run.metrics["ndcg@10"]
+    assert choice["best_baseline_test_ndcg@10"] == run.baseline_metrics["ndcg@10"]
     signature = json.loads((artifacts / good / "manifest.json").read_text())["signature"]
     assert signature["alg"] == "HMAC-SHA256"
 
@@ -83,7 +93,7 @@ def test_a_restarted_worker_serves_the_last_good_version_not_the_bootstrap(kafka
         assert {r["model_version"] for r in recs} == {good}
 
         # The next trainer run is gated against the good version although the newest announcement is bad.
-        second = train_once(settings, CONFIG, margin=1.0, publish=False)
+        second = train_once(settings, CONFIG, margin=1.0, publish=False, select="fixed")
         assert second.current_version == good and second.current_metrics is not None
     finally:
         worker.stop()

@@ -135,7 +135,7 @@ def test_trainer_publishes_and_worker_swaps_without_pausing(kafka_bootstrap, tmp
         poller.start()
         config = TrainConfig(tower="mean", dim=32, epochs=3, patience=2, content="tfidf", progress=False,
                              loss="full_softmax", batch_size=64)
-        run = train_once(settings, config, margin=1.0)
+        run = train_once(settings, config, margin=1.0, select="fixed")
         assert run.published and run.version and run.events == len(data.events)
         assert (settings.artifacts_dir / run.version / "index" / "manifest.json").is_file()
         announced = latest_announcement(settings)
@@ -160,7 +160,7 @@ def test_trainer_publishes_and_worker_swaps_without_pausing(kafka_bootstrap, tmp
         assert recs[-1]["source"] == "personal"
 
         # a second run is gated against the version being served, on the same held-out tail
-        second = train_once(settings, config, margin=0.0)
+        second = train_once(settings, config, margin=0.0, select="fixed")
         assert second.current_version == run.version and second.current_metrics is not None
         assert second.warm_started and not run.warm_started
         assert second.published == (second.metrics["ndcg@10"] >= second.current_metrics["ndcg@10"])

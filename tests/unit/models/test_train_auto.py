@@ -1,0 +1,116 @@
+"""The automatic choice: rules from the data's shape, candidates judged on validation only, the time budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import models.train.recommender  # noqa: F401  (registers "auto" and the towers)
+from models.data.dataset import IdMap, Interactions, ItemCatalog, Split, leave_last_out
+from models.evaluate import ranking
+from models.evaluate.registry import make_model
+from models.evaluate.report import run_report
+from models.train import auto
+from models.train.config import TrainConfig
+from models.train.demo import demo_split
+from models.train.loop import train_two_tower
+
+FAST = TrainConfig(dim=16, epochs=2, patience=1, progress=False, lr=5e-3)
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def split() -> Split:
+    return demo_split(n_users=120, n_items=60)
+
+
+def sessions(n_sessions: int, length: int, n_items: int, seed: int = 0) -> Split:
+    rng = np.random.default_rng(seed)
+    user = np.repeat(np.arange(n_sessions), length)
+    item = rng.integers(0, n_items, len(user))
+    ts = np.arange(len(user), dtype=np.int64) * 1000
+    items = IdMap(tuple(f"i{i}" for i in range(n_items)))
+    inter = Interactions(user.astype(np.int64), item.astype(np.int64), ts, np.ones(len(user), np.float32),
+                         IdMap(tuple(f"s{u}" for u in range(n_sessions))), items)
+    catalog = ItemCatalog(items, list(items.ids), [""] * n_items, [[] for _ in range(n_items)])
+    return leave_last_out(inter, catalog)
+
+
+def test_rules_follow_the_shape_of_the_data(split) -> None:
+    short = auto.data_settings(sessions(400, 4, 50))
+    assert short["max_len"] == auto.MIN_HISTORY  # sessions of 4 need no history of 50
+    assert short["loss"] == "full_softmax"
+    # Two training positions per session window: far more windows per step than on long histories.
+    assert short["batch_size"] == min(auto.MAX_BATCH, round(auto.POSITIONS_PER_STEP / 1))
+    long = auto.data_settings(sessions(20, 200, 50))
+    assert long["max_len"] == 50 and long["batch_size"] == auto.MIN_BATCH
+    big = auto.data_settings(sessions(30, 5, auto.FULL_SOFTMAX_MAX_ITEMS + 1))
+    assert big["loss"] == "sampled_softmax"  # log-Q corrected in-batch softmax above the cut-off
+
+
+def test_content_stage_only_where_items_are_described(split) -> None:
+    assert auto.has_content(split.catalog)
+    assert not auto.has_content(sessions(10, 4, 20).catalog)
+
+
+def test_the_winner_is_the_best_candidate_on_validation_and_test_is_never_read(split, monkeypatch) -> None:
+    real = ranking.evaluate
+
+    def no_test(model, s, on="test", **kw):
+        assert on == "valid", "the selection looked at the test split"
+        return real(model, s, on=on, **kw)
+
+    monkeypatch.setattr(auto, "evaluate", no_test)
+    trained, selection, baseline = auto.select_two_tower(split, FAST, time_budget_s=600,
+                                                         baselines=("pop", "itemknn"))
+    names = [c.name for c in selection.candidates]
+    assert names[:3] == ["mean", "sasrec", "gru"] and names[3].endswith("+tfidf")  # the demo has item text
+    scores = {c.name: c.valid["ndcg@10"] for c in selection.candidates}
+    assert selection.winner == max(scores, key=scores.__getitem__)
+    assert trained.config.tower == selection.winner_candidate.config.tower
+    # The winner's model is the one trained: its own validation figure comes back.
+    assert trained.metrics["valid"]["ndcg@10"] == pytest.approx(scores[selection.winner])
+    assert set(selection.baselines) == {"pop", "itemknn"} and baseline is not None
+    assert baseline.name == selection.best_baseline
+    d = selection.as_dict()
+    assert d["winner"] == selection.winner and d["best_baseline_valid"] == round(max(selection.baselines.values()), 6)
+
+
+def test_a_failed_candidate_does_not_end_the_selection(split, monkeypatch) -> None:
+    def flaky(s, config, init=None):
+        if config.tower == "sasrec":
+            raise RuntimeError("out of memory")
+        return train_two_tower(s, config, init=init)
+
+    monkeypatch.setattr("models.train.loop.train_two_tower", flaky)
+    _, selection, _ = auto.select_two_tower(split, FAST, towers=("mean", "sasrec"), baselines=())
+    failed = [c for c in selection.candidates if c.error]
+    assert [c.name for c in failed] == ["sasrec"] and "out of memory" in failed[0].error
+    assert selection.winner.startswith("mean") and selection.best_baseline is None
+
+
+def test_the_budget_stops_training_and_keeps_the_best_epoch(split) -> None:
+    slow = TrainConfig(dim=16, epochs=500, patience=500, progress=False, time_budget_s=1.0)
+    trained = train_two_tower(split, slow)
+    assert trained.metrics["out_of_time"] and trained.metrics["epochs_run"] < 500
+    assert trained.metrics["valid"]["ndcg@10"] == max(h["ndcg@10"] for h in trained.metrics["history"])
+    _, selection, _ = auto.select_two_tower(split, slow, time_budget_s=3.0, towers=("mean", "gru"), baselines=())
+    assert all(c.out_of_time for c in selection.candidates if c.error is None)
+    assert selection.seconds < 60  # a budget of 3 s, not 500 epochs
+
+
+def test_auto_in_the_report_says_what_it_chose(split, tmp_path) -> None:
+    model = make_model("auto", time_budget_s=120, dim=16, epochs=2, patience=1, baselines=("pop",))
+    report = run_report("demo", [], extra_models={"auto": model}, split=split, ks=(10,), progress=False)
+    row = report["models"]["auto"]
+    assert row["kind"] == "two_tower" and 0 <= row["ndcg@10"] <= 1
+    assert row["selection"]["winner"] in {c["name"] for c in row["selection"]["candidates"]}
+    # scoring unseen sessions works like scoring a user with the same history
+    users = np.array([0, 1])
+    known = model.trained.histories  # train + valid, folded in by the report
+    assert np.allclose(model.score_histories([known[0], known[1]]), model.score(users), atol=1e-5)
