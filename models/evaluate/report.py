@@ -116,7 +116,21 @@ def format_table(report: Mapping[str, Any], metrics: Sequence[str] = TABLE_METRI
     for name, m in report["models"].items():
         cells = [name, m["kind"], *(f"{m[k]:.4f}" for k in metrics), f"{m['train_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    for name, m in report["models"].items():
+        if "selection" in m:
+            lines.append(describe_selection(name, m["selection"]))
     return "\n".join(lines)
+
+
+def describe_selection(name: str, sel: Mapping[str, Any]) -> str:
+    """One line: what an automatic choice tried on validation and what it chose."""
+    tried = ", ".join(f"{c['name']} {c['valid'].get('ndcg@10', float('nan')):.4f}"
+                      + (" (out of time)" if c.get("out_of_time") else "") + (" (failed)" if c.get("error") else "")
+                      for c in sel["candidates"])
+    bar = (f"; best baseline on validation: {sel['best_baseline']} {sel['best_baseline_valid']:.4f}"
+           f" ({sel['vs_best_baseline']:+.1%})" if sel.get("best_baseline") and sel.get("vs_best_baseline") is not None
+           else "")
+    return f"{name} chose {sel['winner']} (validation NDCG@10: {tried}){bar}; {sel['seconds']:.0f} s"
 
 
 def plot_report(report: Mapping[str, Any], path: Path) -> None:
