@@ -60,6 +60,8 @@ def run(
     ks: Sequence[int] = (5, 10, 20, 50),
     data_dir: Path | None = None,
     session_protocol: bool = True,
+    tower_budget_s: float | None = None,
+    auto_budget_s: float | None = None,
 ) -> dict[str, Any]:
     """One report per data set, the session protocol where the data set has one, the streaming replay.
 
@@ -69,7 +71,8 @@ def run(
     results: dict[str, Any] = {"quick": quick, "reports": {}, "sessions": {}, "streaming": None, "skipped": {}}
     options: dict[str, Any] = {"data_dir": data_dir} if data_dir else {}
     names = available_models() if models == "all" else list(models)
-    model_options = quick_options(names) if quick else {}
+    model_options = quick_options(names) if quick else budget_options(names, tower_budget_s, auto_budget_s)
+    results["budgets"] = {"tower_s": tower_budget_s, "auto_s": auto_budget_s}
     loaded: list[str] = []
     for name in data:
         missing = absent_folder(name, data_dir)
@@ -131,6 +134,16 @@ def quick_options(names: Sequence[str]) -> dict[str, dict[str, Any]]:
     return {name: accepted_options(name, QUICK_MODEL_OPTIONS.get(name, QUICK_FALLBACK_OPTIONS)) for name in names}
 
 
+def budget_options(names: Sequence[str], tower_s: float | None, auto_s: float | None) -> dict[str, dict[str, Any]]:
+    """``time_budget_s`` for each model that takes one: ``auto_s`` for ``auto``, ``tower_s`` for the rest."""
+    out = {}
+    for name in names:
+        budget = auto_s if name == "auto" else tower_s
+        if budget is not None:
+            out[name] = accepted_options(name, {"time_budget_s": budget})
+    return out
+
+
 def accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``options`` that ``make_model(name, ...)`` accepts (models are only built, not fitted)."""
     try:
@@ -166,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path,
                         help="folder holding ml-100k/, ml-1m/, yoochoose-100k/, taobao-userbehavior-sample/ "
                              "(default $STREAMREC_DATA_DIR, else ../shared/data)")
+    parser.add_argument("--tower-budget", type=float, default=600.0, metavar="S",
+                        help="training seconds of each two-tower model (best epoch kept; 0: no limit)")
+    parser.add_argument("--auto-budget", type=float, default=900.0, metavar="S",
+                        help="seconds of the automatic choice ('auto'), the trainer's default")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -174,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run(
         data=args.data or DEFAULT_DATA, models=models, out=args.out, quick=args.quick,
         streaming=not args.no_streaming, ks=[int(k) for k in args.ks.split(",")], data_dir=args.data_dir,
-        session_protocol=args.session_protocol,
+        session_protocol=args.session_protocol, tower_budget_s=args.tower_budget or None,
+        auto_budget_s=args.auto_budget or None,
     )
     return 0
 

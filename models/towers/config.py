@@ -31,6 +31,9 @@ class TowerConfig:
     dropout: float = field(default=0.2, metadata={"help": "Dropout inside the user tower."})
     id_dropout: float = field(default=0.1, metadata={
         "help": "Share of item ids dropped in training, so content alone also places an item (0 without content)."})
+    id_backoff: float = field(default=0.0, metadata={
+        "help": "With content: an item's id vector is scaled by n / (n + id_backoff), n its training count, "
+                "so rare items lean on their content (0: off)."})
     n_layers: int = field(default=2, metadata={"help": "Layers of the gru and sasrec towers."})
     n_heads: int = field(default=1, metadata={"help": "Attention heads of the sasrec tower."})
     kernel_size: int = field(default=3, metadata={"help": "Convolution width of the cnn tower."})
@@ -49,6 +52,7 @@ class TowerConfig:
             "max_len": self.max_len >= 1,
             "dropout": 0.0 <= self.dropout < 1.0,
             "id_dropout": 0.0 <= self.id_dropout < 1.0,
+            "id_backoff": self.id_backoff >= 0.0,
             "n_layers": self.n_layers >= 1,
             "n_heads": self.n_heads >= 1,
             "kernel_size": self.kernel_size >= 1,
@@ -65,6 +69,7 @@ class TowerConfig:
             "max_len": self.max_len, "dropout": self.dropout,
             # Without content, dropping the id would leave an item with no vector at all.
             "id_dropout": self.id_dropout if n_features else 0.0,
+            "id_backoff": self.id_backoff if n_features else 0.0,
             "n_layers": self.n_layers, "n_heads": self.n_heads, "kernel_size": self.kernel_size,
         }
 

@@ -34,6 +34,7 @@ class ItemTower(nn.Module):
         dim: int,
         content: np.ndarray | torch.Tensor | None = None,
         id_dropout: float = 0.1,
+        id_backoff: float = 0.0,
     ) -> None:
         super().__init__()
         if n_items < 1 or dim < 1:
@@ -56,10 +57,31 @@ class ItemTower(nn.Module):
         # Row 0 is the padding token's (all zero) content.
         self.register_buffer("content", torch.cat([torch.zeros(1, self.n_features), content]), persistent=True)
         self.content_proj = nn.Linear(self.n_features, dim, bias=False) if self.n_features else None
+        if id_backoff < 0:
+            raise ValueError(f"id_backoff must be >= 0, got {id_backoff}")
+        self.id_backoff = id_backoff
+        if id_backoff > 0:
+            # Per token: how much of the id vector an item keeps (set_id_counts); 1 until counts are known.
+            self.register_buffer("id_gate", torch.ones(n_items + 1), persistent=True)
+        else:
+            self.id_gate = None
+
+    def set_id_counts(self, counts: np.ndarray) -> None:
+        """Gate each item's id vector by ``n / (n + id_backoff)`` for its training count ``n`` (int (n_items,))."""
+        if self.id_gate is None:
+            return
+        n = torch.as_tensor(np.asarray(counts, dtype=np.float32), device=self.id_gate.device)
+        if n.shape != (self.n_items,):
+            raise ValueError(f"counts must have shape ({self.n_items},), got {tuple(n.shape)}")
+        with torch.no_grad():
+            self.id_gate[1:] = n / (n + self.id_backoff)
+            self.id_gate[0] = 0.0
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens int64 (...) -> float32 (..., dim); padding tokens give zeros."""
         vec = self.id_embedding(tokens)
+        if self.id_gate is not None:
+            vec = vec * self.id_gate[tokens].unsqueeze(-1)
         if self.training and self.id_dropout > 0:
             keep = (torch.rand(tokens.shape, device=tokens.device) >= self.id_dropout).unsqueeze(-1)
             vec = vec * keep

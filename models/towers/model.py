@@ -36,7 +36,8 @@ class TwoTower(nn.Module):
             content = np.zeros((n_items, n_features), dtype=np.float32)
         if content.shape != (n_items, n_features):
             raise ValueError(f"content must have shape ({n_items}, {n_features}), got {content.shape}")
-        item = ItemTower(n_items, int(spec["dim"]), content, id_dropout=float(spec.get("id_dropout", 0.0)))
+        item = ItemTower(n_items, int(spec["dim"]), content, id_dropout=float(spec.get("id_dropout", 0.0)),
+                         id_backoff=float(spec.get("id_backoff", 0.0)))
         kind = str(spec["tower"])
         extra = {k: spec[k] for k in _TOWER_ARGS.get(kind, ()) if k in spec}
         self.user_tower: UserTower = make_user_tower(

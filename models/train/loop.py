@@ -164,6 +164,8 @@ def fit_sequences(
     model = TwoTower(config.tower_spec(n_items, n_features), content)
     if init is not None:
         init(model)
+    if sequences:
+        model.item_tower.set_id_counts(np.bincount(np.concatenate(sequences), minlength=n_items)[:n_items])
     model = model.to(device)
     inputs, targets = make_windows(sequences, config.max_len, config.windows)
     if len(inputs) == 0:

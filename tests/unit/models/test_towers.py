@@ -128,3 +128,28 @@ def test_one_list_of_towers() -> None:
     cfg = TrainConfig(tower="cnn", dim=8, lr=0.01)
     assert cfg.tower_config() == TowerConfig(tower="cnn", dim=8)
     assert TowerConfig.from_spec(cfg.tower_spec(5, 3)) == cfg.tower_config()
+
+
+def test_id_backoff_leans_rare_items_on_their_content() -> None:
+    content = np.random.default_rng(0).random((N_ITEMS, N_FEATURES)).astype(np.float32)
+    tower = ItemTower(N_ITEMS, DIM, content, id_dropout=0.0, id_backoff=4.0).eval()
+    counts = np.zeros(N_ITEMS, dtype=np.int64)
+    counts[0], counts[1] = 12, 4  # item 2 onwards: never seen in training
+    tower.set_id_counts(counts)
+    assert tower.id_gate[1:4].tolist() == pytest.approx([12 / 16, 4 / 8, 0.0]) and float(tower.id_gate[0]) == 0.0
+    with torch.no_grad():
+        vecs = tower.all_items()
+        from_content = tower.from_content(content)
+        ids = tower.id_embedding.weight[1:]
+    # An unseen item is its content alone; a seen one keeps n / (n + 4) of its id vector.
+    assert torch.allclose(vecs[2:], from_content[2:], atol=1e-6)
+    assert torch.allclose(vecs[0], from_content[0] + 0.75 * ids[0], atol=1e-6)
+    # The gate is part of the saved weights, so a loaded version scores the same.
+    spec = {"tower": "mean", "n_items": N_ITEMS, "n_features": N_FEATURES, "dim": DIM, "max_len": 5,
+            "dropout": 0.0, "id_backoff": 4.0}
+    a, b = TwoTower(spec, content), TwoTower(spec, content)
+    a.item_tower.set_id_counts(counts)
+    b.load_state_dict(a.state_dict())
+    assert np.allclose(a.item_vectors(), b.item_vectors())
+    with pytest.raises(ValueError, match="id_backoff"):
+        ItemTower(N_ITEMS, DIM, content, id_backoff=-1.0)
