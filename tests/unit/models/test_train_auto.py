@@ -69,7 +69,13 @@ def test_the_winner_is_the_best_candidate_on_validation_and_test_is_never_read(s
     trained, selection, baseline = auto.select_two_tower(split, FAST, time_budget_s=600,
                                                          baselines=("pop", "itemknn"))
     names = [c.name for c in selection.candidates]
-    assert names[:3] == ["mean", "sasrec", "gru"] and names[3].endswith("+tfidf")  # the demo has item text
+    assert names[:3] == ["mean", "sasrec", "gru"]
+    # the demo has item text: the best tower and the mean tower again, with content and id back-off
+    content = {c.name: c.config for c in selection.candidates[3:]}
+    best_ids = max(selection.candidates[:3], key=lambda c: c.valid["ndcg@10"]).name
+    assert set(content) == {f"{best_ids}+tfidf", "mean+tfidf-first"}
+    assert content[f"{best_ids}+tfidf"].id_backoff == auto.CONTENT_ID_BACKOFF
+    assert content["mean+tfidf-first"].id_backoff == auto.CONTENT_FIRST_BACKOFF
     scores = {c.name: c.valid["ndcg@10"] for c in selection.candidates}
     assert selection.winner == max(scores, key=scores.__getitem__)
     assert trained.config.tower == selection.winner_candidate.config.tower
