@@ -19,9 +19,12 @@ No setting here was tuned on one data set. Three kinds of choice:
   the same validation items, so the selection says how the winner compares with
   the best of them.
 
-The budget is shared out as training goes: each candidate may use the time left
-divided by the candidates left, so one that stops early leaves its time to the
-next. A candidate stopped by the budget keeps its best epoch so far.
+The budget is shared out as training goes: the candidates get
+:data:`EXPLORE_SHARE` of it, each the time left divided by the candidates left
+(so one that stops early leaves its time to the next); a candidate stopped by
+its share keeps its best epoch so far. When the winner was stopped so, it goes
+on training from its best weights for the rest of the budget, and the longer
+run is kept if it does better on validation.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ CONTENT_ID_BACKOFF = 5.0
 CONTENT_FIRST_BACKOFF = 100.0
 BASELINES: tuple[str, ...] = ("pop", "itemknn", "userknn", "als", "sknn", "vsknn", "sr")
 DEFAULT_TIME_BUDGET_S = 900.0
+EXPLORE_SHARE = 0.6  # of the budget, for the candidates; the rest goes on training the winner
+MIN_CONTINUE_S = 1.0
 METRIC = "ndcg@10"
 
 Init = Callable[[Any], Any]
@@ -96,13 +101,14 @@ class Candidate:
     best_epoch: int = -1
     out_of_time: bool = False
     error: str | None = None
+    continued_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         c = self.config
         return {"name": self.name, "tower": c.tower, "content": c.content, "loss": c.loss, "max_len": c.max_len,
                 "batch_size": c.batch_size, "valid": {k: round(v, 6) for k, v in self.valid.items()},
                 "train_s": round(self.train_s, 1), "epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
-                "out_of_time": self.out_of_time, "error": self.error}
+                "out_of_time": self.out_of_time, "continued_s": round(self.continued_s, 1), "error": self.error}
 
 
 @dataclass
@@ -167,7 +173,8 @@ def select_two_tower(
         raise ValueError(f"time_budget_s must be positive, got {time_budget_s}")
     base = base or TrainConfig()
     started = time.perf_counter()
-    deadline = started + time_budget_s
+    final = started + time_budget_s
+    deadline = started + EXPLORE_SHARE * time_budget_s  # the candidates'; the winner may go on after it
     plan = candidate_plan(split, base, towers)
     content_stage = has_content(split.catalog)
     trained: dict[str, Any] = {}
@@ -216,6 +223,8 @@ def select_two_tower(
             run(dataclasses.replace(config, content=CONTENT_KIND, id_backoff=backoff), len(with_content) - n)
         ok = [c for c in results if c.error is None]
     winner = max(ok, key=lambda c: c.valid.get(METRIC, -1.0))
+    if winner.out_of_time and final - time.perf_counter() >= MIN_CONTINUE_S:
+        _continue(winner, trained, split, final, train_two_tower)
 
     scores, best_model = _baselines_on_valid(split, baselines)
     selection = Selection(winner=winner.name, candidates=results, baselines=scores, time_budget_s=time_budget_s,
@@ -224,6 +233,30 @@ def select_two_tower(
     log.info("selection winner=%s valid_%s=%.4f best_baseline=%s", winner.name, METRIC,
              winner.valid.get(METRIC, float("nan")), selection.best_baseline)
     return trained[winner.name], selection, best_model
+
+
+def _continue(winner: Candidate, trained: dict[str, Any], split: Split, final: float, train: Any) -> None:
+    """Go on training the winner (stopped by its share of the budget) until ``final``; keep it if better."""
+    previous = trained[winner.name]
+    config = dataclasses.replace(winner.config, time_budget_s=max(1.0, final - time.perf_counter()))
+    t0 = time.perf_counter()
+    try:
+        model = train(split, config, init=lambda m: m.load_state_dict(previous.model.state_dict()))
+    except (RuntimeError, ValueError, MemoryError) as e:
+        log.warning("continuing the winner failed name=%s error=%s", winner.name, e)
+        return
+    m = model.metrics
+    winner.train_s += time.perf_counter() - t0
+    winner.continued_s = time.perf_counter() - t0
+    better = m.get("valid", {}).get(METRIC, -1.0) > winner.valid.get(METRIC, -1.0)
+    log.info("continued name=%s valid_%s=%.4f -> %.4f kept=%s", winner.name, METRIC, winner.valid.get(METRIC, -1.0),
+             m.get("valid", {}).get(METRIC, -1.0), better)
+    if better:
+        trained[winner.name] = model
+        winner.valid = {k: float(v) for k, v in m["valid"].items()}
+        winner.best_epoch = winner.epochs_run + m.get("best_epoch", 0)
+        winner.out_of_time = bool(m.get("out_of_time"))
+    winner.epochs_run += m.get("epochs_run", 0)
 
 
 def _baselines_on_valid(split: Split, names: Sequence[str]) -> tuple[dict[str, float], Recommender | None]:

@@ -120,3 +120,12 @@ def test_auto_in_the_report_says_what_it_chose(split, tmp_path) -> None:
     users = np.array([0, 1])
     known = model.trained.histories  # train + valid, folded in by the report
     assert np.allclose(model.score_histories([known[0], known[1]]), model.score(users), atol=1e-5)
+
+
+def test_a_winner_stopped_by_the_budget_goes_on_training(split) -> None:
+    slow = TrainConfig(dim=16, epochs=500, patience=500, progress=False)
+    _, selection, _ = auto.select_two_tower(split, slow, time_budget_s=8.0, towers=("mean",), baselines=())
+    winner = selection.winner_candidate
+    assert all(c.out_of_time or c.continued_s for c in selection.candidates)  # 500 epochs never fit
+    assert winner.continued_s > 0  # the 40% left after the candidates
+    assert selection.seconds < 30
