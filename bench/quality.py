@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ks", default="5,10,20,50", help="cut-offs, comma-separated (10 is always included)")
     parser.add_argument("--data-dir", type=Path,
                         help="folder holding ml-100k/, ml-1m/, yoochoose-100k/, taobao-userbehavior-sample/ "
-                             "(default $STREAMREC_DATA_DIR, else ../shared/data)")
+                             "(default $STREAMREC_DATASETS_DIR, else ../shared/data)")
     parser.add_argument("--tower-budget", type=float, default=600.0, metavar="S",
                         help="training seconds of each two-tower model (best epoch kept; 0: no limit)")
     parser.add_argument("--auto-budget", type=float, default=900.0, metavar="S",

@@ -132,7 +132,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The folder with MovieLens data (../shared/data or STREAMREC_DATA_DIR); skips when absent."""
+    """The folder with MovieLens data (../shared/data or STREAMREC_DATASETS_DIR); skips when absent."""
     if not DATA_DIR.is_dir():
         pytest.skip(f"no data folder at {DATA_DIR}")
     return DATA_DIR

@@ -8,4 +8,4 @@ from pathlib import Path
 # The fault scenarios in bench/faults need these too, and bench never imports tests.
 from bench.faults.local import KAFKA_SH, REPO, free_port  # noqa: F401  (re-exported for tests)
 
-DATA_DIR = Path(os.environ.get("STREAMREC_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA_DIR = Path(os.environ.get("STREAMREC_DATASETS_DIR", REPO.parent / "shared" / "data"))

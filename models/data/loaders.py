@@ -21,7 +21,8 @@ from models.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DATA_DIR_ENV = "STREAMREC_DATA_DIR"
+# Not STREAMREC_DATA_DIR: that is the worker's state folder (Settings.data_dir).
+DATA_DIR_ENV = "STREAMREC_DATASETS_DIR"
 NAMED = ("ml-100k", "ml-1m", "yoochoose-100k", "taobao", "demo")
 # Named data set -> its folder under the data directory.
 FOLDERS = {"ml-100k": "ml-100k", "ml-1m": "ml-1m", "yoochoose-100k": "yoochoose-100k",
@@ -51,7 +52,7 @@ ITEM_ALIASES = {
 
 
 def default_data_dir() -> Path:
-    """``$STREAMREC_DATA_DIR``, else ``<repo>/../shared/data``."""
+    """``$STREAMREC_DATASETS_DIR``, else ``<repo>/../shared/data``."""
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env)

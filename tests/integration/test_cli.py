@@ -96,7 +96,7 @@ def test_replay_missing_file_is_a_usage_error(settings, tmp_path):
 
 def test_evaluate_command_writes_table_json_and_chart(shared_data, tmp_path):
     out = tmp_path / "report.json"
-    env = {**os.environ, "STREAMREC_DATA_DIR": str(shared_data)}
+    env = {**os.environ, "STREAMREC_DATASETS_DIR": str(shared_data)}
     result = subprocess.run([str(STREAMREC), "evaluate", "--data", "ml-100k", "--models", "pop,itemknn",
                              "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -11,7 +11,7 @@ from models.data.loaders import default_data_dir
 DATA = default_data_dir()
 
 
-@pytest.mark.skipif(not (DATA / "ml-100k" / "u.data").exists(), reason="ml-100k not in STREAMREC_DATA_DIR")
+@pytest.mark.skipif(not (DATA / "ml-100k" / "u.data").exists(), reason="ml-100k not in STREAMREC_DATASETS_DIR")
 def test_ml100k_counts_match_the_readme() -> None:
     inter, catalog = load_dataset("ml-100k")
     assert (len(inter), inter.n_users, inter.n_items) == (100_000, 943, 1_682)
@@ -26,7 +26,7 @@ def test_ml100k_counts_match_the_readme() -> None:
     assert len(split.test) == len(split.valid) == 943
 
 
-@pytest.mark.skipif(not (DATA / "ml-1m" / "movies.dat").exists(), reason="ml-1m not in STREAMREC_DATA_DIR")
+@pytest.mark.skipif(not (DATA / "ml-1m" / "movies.dat").exists(), reason="ml-1m not in STREAMREC_DATASETS_DIR")
 def test_ml1m_prefix_counts_match_the_readme() -> None:
     inter, catalog = load_dataset("ml-1m")
     full = (DATA / "ml-1m" / "ratings.dat").exists() or (DATA / "ml-1m" / "ratings.dat.gz").exists()

@@ -55,3 +55,11 @@ def test_taobao_unknown_behaviour_is_counted_not_trained_on(tmp_path) -> None:
     inter, _catalog, report = preprocess(load_raw(tmp_path))
     assert report.dropped == {"unknown_event_type": 1}
     assert sorted(inter.weight.tolist()) == [1.0, 2.0, 4.0]
+
+
+def test_the_data_sets_folder_is_not_the_workers_state_folder(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("STREAMREC_DATASETS_DIR", raising=False)
+    monkeypatch.setenv("STREAMREC_DATA_DIR", str(tmp_path / "state"))  # Settings.data_dir: RocksDB tables
+    assert default_data_dir() != tmp_path / "state"
+    monkeypatch.setenv("STREAMREC_DATASETS_DIR", str(tmp_path))
+    assert default_data_dir() == tmp_path
