@@ -43,7 +43,9 @@ def _register_baselines() -> None:
     from models import baselines as b
 
     for name, cls in (("pop", b.MostPopular), ("itemknn", b.ItemKNN), ("userknn", b.UserKNN),
-                      ("content", b.ContentBased), ("bpr", b.ImplicitBPR), ("als", b.ImplicitALS)):
+                      ("content", b.ContentBased), ("bpr", b.ImplicitBPR), ("als", b.ImplicitALS),
+                      ("sknn", b.SessionKNN), ("vsknn", b.VSKNN), ("sr", b.SequentialRules),
+                      ("ar", b.AssociationRules)):
         register_model(name, cls, overwrite=True)
 
 
