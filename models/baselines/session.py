@@ -330,13 +330,16 @@ class _RuleModel(_SessionModel):
 class SequentialRules(_RuleModel):
     """SR (session-rec ``SequentialRules``): rule a -> b gains 1 / gap each time b follows a by gap <= ``steps``.
 
-    Counted within each session (``weighting='div'``); each item keeps its
-    ``pruning`` strongest rules (session-rec's default 20; None keeps all).
+    Counted within each session (``weighting='div'``). ``pruning`` keeps each
+    item's strongest rules only; session-rec prunes to 20, but the kept rules
+    often point at items the user already had, which the ranking excludes, so
+    None (keep all) is the default: validation NDCG@10 (yoochoose-100k / ml-100k
+    / ml-1m) 0.2585 / 0.0864 / 0.1469 against 0.2579 / 0.0851 / 0.1461 pruned.
     """
 
     name = "sr"
 
-    def __init__(self, steps: int = 10, pruning: int | None = 20) -> None:
+    def __init__(self, steps: int = 10, pruning: int | None = None) -> None:
         super().__init__(pruning)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
@@ -360,12 +363,14 @@ class SequentialRules(_RuleModel):
 class AssociationRules(_RuleModel):
     """AR (session-rec ``AssociationRules``): rule a -> b counts the sessions holding both, in any order.
 
-    Each item keeps its ``pruning`` strongest rules (session-rec's default 10; None keeps all).
+    ``pruning``: each item's strongest rules only (session-rec prunes to 10); None
+    (default, as for SR) scored 0.2757 / 0.0798 / 0.0529 against 0.2725 / 0.0580 /
+    0.0365 pruned (validation NDCG@10, yoochoose-100k / ml-100k / ml-1m).
     """
 
     name = "ar"
 
-    def __init__(self, pruning: int | None = 10) -> None:
+    def __init__(self, pruning: int | None = None) -> None:
         super().__init__(pruning)
 
     def _count(self, inter: Interactions) -> sp.spmatrix:
