@@ -210,3 +210,16 @@ def test_reading_the_settings_loads_no_index():
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_trainer_makes_the_automatic_choice_by_default(env):
+    s = get_settings()
+    assert (s.train_select, s.train_time_budget_s) == ("auto", 900.0)
+    env.setenv("STREAMREC_TRAIN_SELECT", "fixed")
+    env.setenv("STREAMREC_TRAIN_TIME_BUDGET_S", "60")
+    get_settings.cache_clear()
+    assert (get_settings().train_select, get_settings().train_time_budget_s) == ("fixed", 60.0)
+    env.setenv("STREAMREC_TRAIN_SELECT", "best")
+    get_settings.cache_clear()
+    with pytest.raises(Exception, match="train_select"):
+        get_settings()
