@@ -100,7 +100,8 @@ class FrozenItemKNN(OnlineRecommender):
         recent = self._recent.get(user)
         scores = self._pop
         if recent:
-            scores = scores + self._sim[np.fromiter(recent, dtype=np.int64)].sum(axis=0)
+            # ravel: ItemKNN's similarity is a sparse matrix above its dense size limit.
+            scores = scores + np.asarray(self._sim[np.fromiter(recent, dtype=np.int64)].sum(axis=0)).ravel()
         return _top(scores, k, exclude)
 
     def update(self, user: int, item: int, weight: float) -> None:

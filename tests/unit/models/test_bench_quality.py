@@ -102,3 +102,23 @@ def test_streaming_replay_counts_hits_before_learning() -> None:
     assert 0 <= res["online"]["hr@10"] <= 1 and 0 <= res["batch"]["ndcg@10"] <= res["batch"]["hr@10"]
     assert "| all |" in format_windows(res)
     assert np.isfinite(res["online"]["ndcg@10"])
+
+
+def test_frozen_itemknn_reads_a_sparse_similarity_like_a_dense_one() -> None:
+    from models.baselines.knn import ItemKNN
+    from models.data.dataset import IdMap, Interactions
+    from models.evaluate.streaming import FrozenItemKNN
+
+    rng = np.random.default_rng(1)
+    n = 400
+    train = Interactions(rng.integers(0, 30, n), rng.integers(0, 40, n), np.arange(n, dtype=np.int64),
+                         np.ones(n, np.float32), IdMap(tuple(map(str, range(30)))), IdMap(tuple(map(str, range(40)))))
+    dense = FrozenItemKNN(ItemKNN().fit(train, None), train)
+    sparse = FrozenItemKNN(ItemKNN(max_dense_bytes=1).fit(train, None), train)
+    import scipy.sparse as sp
+
+    assert sp.issparse(sparse._sim) and not sp.issparse(dense._sim)
+    for model in (dense, sparse):
+        for item in (3, 7, 11):
+            model.update(0, item, 1.0)
+    assert dense.recommend(0, 10, {3, 7, 11}).tolist() == sparse.recommend(0, 10, {3, 7, 11}).tolist()
