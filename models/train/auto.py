@@ -58,7 +58,8 @@ CONTENT_KIND = "tfidf"
 # seen once or twice) ids alone learn little and content carries the item.
 CONTENT_ID_BACKOFF = 5.0
 CONTENT_FIRST_BACKOFF = 100.0
-BASELINES: tuple[str, ...] = ("pop", "itemknn", "userknn", "als", "sknn", "vsknn", "sr")
+# Every registered baseline but BPR (minutes on larger data, never the best here).
+BASELINES: tuple[str, ...] = ("pop", "itemknn", "userknn", "content", "als", "sknn", "vsknn", "sr", "ar")
 DEFAULT_TIME_BUDGET_S = 900.0
 EXPLORE_SHARE = 0.6  # of the budget, for the candidates; the rest goes on training the winner
 MIN_CONTINUE_S = 1.0
