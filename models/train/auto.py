@@ -230,7 +230,8 @@ def select_two_tower(
     scores, best_model = _baselines_on_valid(split, baselines)
     selection = Selection(winner=winner.name, candidates=results, baselines=scores, time_budget_s=time_budget_s,
                           seconds=time.perf_counter() - started,
-                          rules={**data_settings(split, base.max_len), "content_stage": content_stage})
+                          rules={**{k: getattr(plan[0], k) for k in ("loss", "max_len", "batch_size")},
+                                 "content_stage": content_stage})
     log.info("selection winner=%s valid_%s=%.4f best_baseline=%s", winner.name, METRIC,
              winner.valid.get(METRIC, float("nan")), selection.best_baseline)
     return trained[winner.name], selection, best_model
