@@ -9,22 +9,22 @@ No setting here was tuned on one data set. Three kinds of choice:
   batch size (about :data:`POSITIONS_PER_STEP` training positions per step, so a
   step carries as much signal on sessions of three clicks as on long histories).
 * **Measured on validation** (:func:`select_two_tower`): every user tower of
-  :data:`AUTO_TOWERS` with ids only, then, when the catalogue describes its items,
-  the best one with ids and content (TF-IDF of titles, text and tags; id vectors
-  backing off to content for rare items, :data:`CONTENT_ID_BACKOFF`) and the mean
-  tower content first (:data:`CONTENT_FIRST_BACKOFF`). The winner is the
-  candidate with the best validation NDCG@10 (each user's second-to-last item;
-  test is never looked at).
+  :data:`AUTO_TOWERS`; when the catalogue describes its items, each with ids and
+  content (TF-IDF of titles, text and tags; id vectors backing off to content for
+  rare items, :data:`CONTENT_ID_BACKOFF`) plus the mean tower content first
+  (:data:`CONTENT_FIRST_BACKOFF`), else with ids only. The winner is the candidate
+  with the best validation NDCG@10 (each user's second-to-last item; test is
+  never looked at).
 * **The bar**: the baselines of :data:`BASELINES` that are registered, scored on
   the same validation items, so the selection says how the winner compares with
   the best of them.
 
-The budget is shared out as training goes: the candidates get
-:data:`EXPLORE_SHARE` of it, each the time left divided by the candidates left
-(so one that stops early leaves its time to the next); a candidate stopped by
-its share keeps its best epoch so far. When the winner was stopped so, it goes
-on training from its best weights for the rest of the budget, and the longer
-run is kept if it does better on validation.
+The budget is spent by successive halving: ``1 + ceil(log2(n))`` rounds of equal
+time for ``n`` candidates; every candidate still in trains for its share of a
+round (the round's time left divided by the candidates left, so one that stops
+early leaves its time to the next), then the better half goes on to the next
+round, resuming where it stopped (weights and optimizer state), until one
+trains alone in the last round. A candidate keeps its best epoch so far.
 """
 
 from __future__ import annotations
@@ -50,19 +50,19 @@ FULL_SOFTMAX_MAX_ITEMS = 20_000
 POSITIONS_PER_STEP = 1_600  # 32 windows of 50 positions: a MovieLens step with the report's settings
 MIN_BATCH, MAX_BATCH = 32, 1_024
 MIN_HISTORY = 8
-AUTO_TOWERS: tuple[str, ...] = ("mean", "sasrec", "gru")
+AUTO_TOWERS: tuple[str, ...] = ("mean", "sasrec", "gru", "cnn")
 CONTENT_KIND = "tfidf"
 # With content, an item seen n times keeps n / (n + b) of its id vector. Two item towers are
-# tried: ids with content (b=5: content fills in for items seen a few times) and content first
-# (b=100: ids only for items seen hundreds of times). On a sparse catalogue (Taobao: most items
-# seen once or twice) ids alone learn little and content carries the item.
+# tried: ids with content (b=5: content fills in for items seen a few times, an item seen a
+# hundred times is nearly ids only) and content first (b=100: ids only for items seen hundreds
+# of times). On a sparse catalogue (Taobao: most items seen once or twice) ids alone learn
+# little and content carries the item.
 CONTENT_ID_BACKOFF = 5.0
 CONTENT_FIRST_BACKOFF = 100.0
 # Every registered baseline but BPR (minutes on larger data, never the best here).
 BASELINES: tuple[str, ...] = ("pop", "itemknn", "userknn", "content", "als", "sknn", "vsknn", "sr", "ar")
 DEFAULT_TIME_BUDGET_S = 900.0
-EXPLORE_SHARE = 0.6  # of the budget, for the candidates; the rest goes on training the winner
-MIN_CONTINUE_S = 1.0
+MIN_SHARE_S = 1.0
 METRIC = "ndcg@10"
 
 Init = Callable[[Any], Any]
@@ -102,14 +102,18 @@ class Candidate:
     best_epoch: int = -1
     out_of_time: bool = False
     error: str | None = None
-    continued_s: float = 0.0
+    rounds: int = 0  # successive-halving rounds it trained in
+
+    @property
+    def score(self) -> float:
+        return self.valid.get(METRIC, -1.0) if self.error is None else -1.0
 
     def as_dict(self) -> dict[str, Any]:
         c = self.config
         return {"name": self.name, "tower": c.tower, "content": c.content, "loss": c.loss, "max_len": c.max_len,
                 "batch_size": c.batch_size, "valid": {k: round(v, 6) for k, v in self.valid.items()},
                 "train_s": round(self.train_s, 1), "epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
-                "out_of_time": self.out_of_time, "continued_s": round(self.continued_s, 1), "error": self.error}
+                "id_backoff": c.id_backoff, "out_of_time": self.out_of_time, "rounds": self.rounds, "error": self.error}
 
 
 @dataclass
@@ -145,10 +149,30 @@ class Selection:
         }
 
 
-def candidate_plan(split: Split, base: TrainConfig, towers: Sequence[str] = AUTO_TOWERS) -> list[TrainConfig]:
-    """The first stage's configs: each tower, ids only, with :func:`data_settings` over ``base``."""
+def candidate_plan(split: Split, base: TrainConfig, towers: Sequence[str] = AUTO_TOWERS,
+                   content: bool | None = None) -> list[tuple[str, TrainConfig]]:
+    """``(name, config)`` of every candidate, with :func:`data_settings` over ``base``.
+
+    ``content`` (default: :func:`has_content` of the catalogue): each tower with ids
+    and content, plus the mean tower (or the first tower) content first; else ids only.
+    """
+    if not towers:
+        raise ValueError("no candidate towers")
     rules = data_settings(split, base.max_len)
-    return [dataclasses.replace(base, tower=t, content="none", **rules) for t in towers]
+    content = has_content(split.catalog) if content is None else content
+    if not content:
+        return [(t, dataclasses.replace(base, tower=t, content="none", **rules)) for t in towers]
+    plan = [(f"{t}+{CONTENT_KIND}", dataclasses.replace(base, tower=t, content=CONTENT_KIND,
+                                                         id_backoff=CONTENT_ID_BACKOFF, **rules)) for t in towers]
+    first = "mean" if "mean" in towers else towers[0]
+    plan.append((f"{first}+{CONTENT_KIND}-first", dataclasses.replace(
+        base, tower=first, content=CONTENT_KIND, id_backoff=CONTENT_FIRST_BACKOFF, **rules)))
+    return plan
+
+
+def halving_rounds(n: int) -> int:
+    """Rounds of successive halving for ``n`` candidates: halve (rounding up) until one is left."""
+    return 1 + math.ceil(math.log2(n)) if n > 1 else 1
 
 
 def select_two_tower(
@@ -168,97 +192,72 @@ def select_two_tower(
     baseline of ``baselines`` is registered), so callers can score it beside the
     winner on test.
     """
-    from models.train.loop import train_two_tower
+    from models.train import loop
 
     if time_budget_s <= 0:
         raise ValueError(f"time_budget_s must be positive, got {time_budget_s}")
     base = base or TrainConfig()
     started = time.perf_counter()
-    final = started + time_budget_s
-    deadline = started + EXPLORE_SHARE * time_budget_s  # the candidates'; the winner may go on after it
     plan = candidate_plan(split, base, towers)
-    content_stage = has_content(split.catalog)
+    results = [Candidate(name=name, config=config) for name, config in plan]
     trained: dict[str, Any] = {}
-    results: list[Candidate] = []
-
-    def run(config: TrainConfig, left: int) -> None:
-        name = config.tower if config.content == "none" else f"{config.tower}+{config.content}"
-        if config.content != "none" and config.id_backoff >= CONTENT_FIRST_BACKOFF:
-            name += "-first"
-        share = max(1.0, (deadline - time.perf_counter()) / max(left, 1))
-        config = dataclasses.replace(config, time_budget_s=share)
-        cand = Candidate(name=name, config=config)
-        t0 = time.perf_counter()
-        try:
-            model = train_two_tower(split, config, init=init_for(config) if init_for else None)
-        except (RuntimeError, ValueError, MemoryError) as e:  # one failed candidate must not end the selection
-            cand.error = f"{type(e).__name__}: {e}"[:300]
-            log.warning("candidate failed name=%s error=%s", name, cand.error)
-        else:
-            trained[name] = model
-            m = model.metrics
-            cand.valid = {k: float(v) for k, v in m.get("valid", {}).items()}
-            cand.epochs_run, cand.best_epoch = m.get("epochs_run", 0), m.get("best_epoch", -1)
-            cand.out_of_time = bool(m.get("out_of_time"))
-        cand.train_s = time.perf_counter() - t0
-        results.append(cand)
-        log.info("candidate name=%s valid_%s=%.4f train_s=%.0f epochs=%d out_of_time=%s", name, METRIC,
-                 cand.valid.get(METRIC, float("nan")), cand.train_s, cand.epochs_run, cand.out_of_time)
-
-    stages = len(plan) + (2 if content_stage else 0)
-    for n, config in enumerate(plan):
-        run(config, stages - n)
+    n_rounds = halving_rounds(len(results))
+    alive = list(results)
+    for r in range(n_rounds):
+        end = started + time_budget_s * (r + 1) / n_rounds
+        todo = [c for c in alive if c.rounds == 0 or (c.name in trained and trained[c.name].checkpoint)]
+        for i, cand in enumerate(todo):
+            share = max(MIN_SHARE_S, (end - time.perf_counter()) / (len(todo) - i))
+            _train(cand, dataclasses.replace(cand.config, time_budget_s=share), trained, split, loop, init_for)
+        ranked = sorted((c for c in alive if c.error is None), key=lambda c: c.score, reverse=True)
+        keep = ranked[:math.ceil(len(ranked) / 2)] if r < n_rounds - 1 else ranked[:1]
+        for c in alive:
+            if c not in keep and c.name in trained:
+                trained[c.name].checkpoint = None  # out of the race: free its optimizer state
+        alive = keep
+        if len(alive) <= 1 and not any(c.name in trained and trained[c.name].checkpoint for c in alive):
+            break  # the last one finished early: nothing left to spend the budget on
     ok = [c for c in results if c.error is None]
     if not ok:
         raise RuntimeError(f"every candidate failed: {[c.error for c in results]}")
-    if content_stage and time.perf_counter() < deadline:
-        best = max(ok, key=lambda c: c.valid.get(METRIC, -1.0))
-        # The best tower with ids and content, and the mean tower (cheap) content first: on a
-        # sparse catalogue the ids-only scores say little about what content would do.
-        mean = next(c.config for c in ok if c.config.tower == "mean") if any(
-            c.config.tower == "mean" for c in ok) else best.config
-        with_content = [(best.config, CONTENT_ID_BACKOFF), (mean, CONTENT_FIRST_BACKOFF)]
-        for n, (config, backoff) in enumerate(with_content):
-            if time.perf_counter() >= deadline:
-                break
-            run(dataclasses.replace(config, content=CONTENT_KIND, id_backoff=backoff), len(with_content) - n)
-        ok = [c for c in results if c.error is None]
-    winner = max(ok, key=lambda c: c.valid.get(METRIC, -1.0))
-    if winner.out_of_time and final - time.perf_counter() >= MIN_CONTINUE_S:
-        _continue(winner, trained, split, final, train_two_tower)
+    winner = max(ok, key=lambda c: c.score)
+    trained[winner.name].checkpoint = None
 
     scores, best_model = _baselines_on_valid(split, baselines)
     selection = Selection(winner=winner.name, candidates=results, baselines=scores, time_budget_s=time_budget_s,
                           seconds=time.perf_counter() - started,
-                          rules={**{k: getattr(plan[0], k) for k in ("loss", "max_len", "batch_size")},
-                                 "content_stage": content_stage})
+                          rules={**{k: getattr(plan[0][1], k) for k in ("loss", "max_len", "batch_size")},
+                                 "content_stage": plan[0][1].content != "none", "rounds": n_rounds})
     log.info("selection winner=%s valid_%s=%.4f best_baseline=%s", winner.name, METRIC,
              winner.valid.get(METRIC, float("nan")), selection.best_baseline)
     return trained[winner.name], selection, best_model
 
 
-def _continue(winner: Candidate, trained: dict[str, Any], split: Split, final: float, train: Any) -> None:
-    """Go on training the winner (stopped by its share of the budget) until ``final``; keep it if better."""
-    previous = trained[winner.name]
-    config = dataclasses.replace(winner.config, time_budget_s=max(1.0, final - time.perf_counter()))
+def _train(cand: Candidate, config: TrainConfig, trained: dict[str, Any], split: Split, loop: Any,
+           init_for: Callable[[TrainConfig], Init | None] | None) -> None:
+    """One round of one candidate: from scratch (or the warm start) the first time, else resumed."""
+    previous = trained.get(cand.name)
     t0 = time.perf_counter()
     try:
-        model = train(split, config, init=lambda m: m.load_state_dict(previous.model.state_dict()))
-    except (RuntimeError, ValueError, MemoryError) as e:
-        log.warning("continuing the winner failed name=%s error=%s", winner.name, e)
-        return
-    m = model.metrics
-    winner.train_s += time.perf_counter() - t0
-    winner.continued_s = time.perf_counter() - t0
-    better = m.get("valid", {}).get(METRIC, -1.0) > winner.valid.get(METRIC, -1.0)
-    log.info("continued name=%s valid_%s=%.4f -> %.4f kept=%s", winner.name, METRIC, winner.valid.get(METRIC, -1.0),
-             m.get("valid", {}).get(METRIC, -1.0), better)
-    if better:
-        trained[winner.name] = model
-        winner.valid = {k: float(v) for k, v in m["valid"].items()}
-        winner.best_epoch = winner.epochs_run + m.get("best_epoch", 0)
-        winner.out_of_time = bool(m.get("out_of_time"))
-    winner.epochs_run += m.get("epochs_run", 0)
+        if previous is None:
+            model = loop.train_two_tower(split, config, init=init_for(config) if init_for else None)
+        else:
+            model = loop.train_two_tower(split, config, resume=previous.checkpoint)
+    except (RuntimeError, ValueError, MemoryError) as e:  # one failed candidate must not end the selection
+        cand.error = f"{type(e).__name__}: {e}"[:300]
+        log.warning("candidate failed name=%s error=%s", cand.name, cand.error)
+        trained.pop(cand.name, None)
+    else:
+        trained[cand.name] = model
+        m = model.metrics
+        cand.valid = {k: float(v) for k, v in m.get("valid", {}).items()}
+        cand.epochs_run, cand.best_epoch = m.get("epochs_run", 0), m.get("best_epoch", -1)
+        cand.out_of_time = bool(m.get("out_of_time"))
+    cand.train_s += time.perf_counter() - t0
+    cand.rounds += 1
+    log.info("candidate name=%s round=%d valid_%s=%.4f train_s=%.0f epochs=%d out_of_time=%s", cand.name,
+             cand.rounds, METRIC, cand.valid.get(METRIC, float("nan")), cand.train_s, cand.epochs_run,
+             cand.out_of_time)
 
 
 def _baselines_on_valid(split: Split, names: Sequence[str]) -> tuple[dict[str, float], Recommender | None]:

@@ -50,6 +50,7 @@ class TrainedModel:
     item_embeddings: np.ndarray
     featurizer: Featurizer | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Checkpoint | None = None  # set when the time budget stopped training: resume with it
 
     def fold_in(self, history: Interactions) -> None:
         """Use ``history``'s per-user sequences (same id maps) as the users' histories from now on."""
@@ -62,6 +63,41 @@ class TrainedModel:
     def score(self, users: np.ndarray) -> np.ndarray:
         """float32 (len(users), n_items): dot products of user and item vectors."""
         return (self.user_vectors(users) @ self.item_embeddings.T).astype(np.float32)
+
+
+@dataclass
+class Checkpoint:
+    """Where a run stopped by its time budget was: resume it with ``fit_sequences(..., resume=checkpoint)``.
+
+    The last weights and the optimizer's state (not the best epoch's), so a paused
+    and resumed run trains as one run would; plus the best epoch so far.
+    """
+
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    best: dict[str, Any]
+    history: list[dict[str, float]]
+    epoch_seconds: list[float]
+    next_epoch: int
+    step: int
+    bad_epochs: int
+    seconds: float
+    rng: torch.Tensor | None = None  # torch's CPU generator (dropout) where the run stopped
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the trainable state; the content features (a constant buffer, often the largest) are left out."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith(CONTENT_BUFFER)}
+
+
+CONTENT_BUFFER = "item_tower.content"
+
+
+def _load_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    result = model.load_state_dict(weights, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(CONTENT_BUFFER)]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"weights do not fit the model: missing={missing} unexpected={result.unexpected_keys}")
 
 
 class TrainTask(nn.Module):
@@ -115,12 +151,14 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def train_two_tower(split: Split, config: TrainConfig, init: Callable[[TwoTower], Any] | None = None
-                    ) -> TrainedModel:
+def train_two_tower(split: Split, config: TrainConfig, init: Callable[[TwoTower], Any] | None = None,
+                    resume: Checkpoint | None = None) -> TrainedModel:
     """Train on ``split.train``, stop early on ``split.valid`` (NDCG@``eval_k``, full ranking, train items excluded).
 
     ``init(model)``, when given, sets the freshly built model's weights before
     training (a warm start from a previous version: :func:`models.train.warm.warm_start_from`).
+    ``resume``: the :attr:`TrainedModel.checkpoint` of an earlier call with the same
+    split and config but its time budget, which goes on where that call stopped.
 
     The returned model's histories are the training sequences; call
     :meth:`TrainedModel.fold_in` with train + validation before scoring test rows.
@@ -139,6 +177,7 @@ def train_two_tower(split: Split, config: TrainConfig, init: Callable[[TwoTower]
         content=content,
         config=config,
         init=init,
+        resume=resume,
     )
     trained.users, trained.items, trained.featurizer = train.users, train.items, featurizer
     return trained
@@ -153,6 +192,7 @@ def fit_sequences(
     content: np.ndarray | None,
     config: TrainConfig,
     init: Callable[[TwoTower], Any] | None = None,
+    resume: Checkpoint | None = None,
 ) -> TrainedModel:
     """The loop on plain arrays: per-user chronological item indices in, a :class:`TrainedModel` out."""
     seed_everything(config.seed)
@@ -162,7 +202,9 @@ def fit_sequences(
     device = resolve_device(config.device)
     n_features = 0 if content is None else int(content.shape[1])
     model = TwoTower(config.tower_spec(n_items, n_features), content)
-    if init is not None:
+    if resume is not None:
+        _load_weights(model, resume.weights)
+    elif init is not None:
         init(model)
     if sequences:
         model.item_tower.set_id_counts(np.bincount(np.concatenate(sequences), minlength=n_items)[:n_items])
@@ -174,17 +216,26 @@ def fit_sequences(
     if world > 1:
         task = nn.parallel.DistributedDataParallel(task)
     opt = torch.optim.Adam(task.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if resume is not None:
+        opt.load_state_dict(resume.optimizer)
+        if resume.rng is not None:
+            torch.set_rng_state(resume.rng)
     log.info(
         "train_start tower=%s loss=%s windows=%d items=%d params=%d device=%s world=%d",
         config.tower, config.loss, len(inputs), n_items, sum(p.numel() for p in model.parameters()), device, world,
     )
-    best = {"ndcg": -1.0, "epoch": -1, "state": None, "metrics": {}}
+    best: dict[str, Any] = {"ndcg": -1.0, "epoch": -1, "state": None, "metrics": {}}
     history: list[dict[str, float]] = []
     epoch_seconds: list[float] = []
-    step, bad_epochs = 0, 0
+    step, bad_epochs, first_epoch, earlier_s = 0, 0, 0, 0.0
+    if resume is not None:
+        best, history, epoch_seconds = dict(resume.best), list(resume.history), list(resume.epoch_seconds)
+        step, bad_epochs, first_epoch, earlier_s = resume.step, resume.bad_epochs, resume.next_epoch, resume.seconds
     started = time.perf_counter()
     out_of_time = False
-    for epoch in range(config.epochs):
+    stopped_at = first_epoch
+    for epoch in range(first_epoch, config.epochs):
+        stopped_at = epoch + 1
         task.train()
         t0 = time.perf_counter()
         batches = epoch_batches(len(inputs), config.batch_size, epoch, config.seed, rank, world)
@@ -227,7 +278,7 @@ def fit_sequences(
             epoch, row["loss"], config.eval_k, valid[f"hr@{config.eval_k}"], config.eval_k, ndcg, epoch_seconds[-1],
         )
         if ndcg > best["ndcg"]:
-            best = {"ndcg": ndcg, "epoch": epoch, "state": copy.deepcopy(model.state_dict()), "metrics": valid}
+            best = {"ndcg": ndcg, "epoch": epoch, "state": _weights(model), "metrics": valid}
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -236,8 +287,14 @@ def fit_sequences(
         if out_of_time:
             log.info("train_out_of_time budget_s=%.0f epoch=%d", config.time_budget_s, epoch)
             break
+    checkpoint = None
+    if out_of_time and world == 1 and stopped_at < config.epochs:
+        checkpoint = Checkpoint(weights=_weights(model), optimizer=copy.deepcopy(opt.state_dict()), best=best,
+                                history=history, epoch_seconds=epoch_seconds, next_epoch=stopped_at, step=step,
+                                bad_epochs=bad_epochs, seconds=earlier_s + time.perf_counter() - started,
+                                rng=torch.get_rng_state())
     if best["state"] is not None:
-        model.load_state_dict(best["state"])
+        _load_weights(model, best["state"])
     model.eval()
     in_sync = _ranks_in_sync(model, device) if world > 1 else True
     metrics = {
@@ -250,12 +307,12 @@ def fit_sequences(
         "ranks_in_sync": in_sync,
         "steps": step,
         "out_of_time": out_of_time,
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": earlier_s + time.perf_counter() - started,
     }
     log.info("train_done best_epoch=%d valid_ndcg@%d=%.4f", best["epoch"], config.eval_k, best["ndcg"])
     return TrainedModel(
         config=config, model=model, users=IdMap(()), items=IdMap(()), histories=list(sequences),
-        item_embeddings=model.item_vectors(), metrics=metrics,
+        item_embeddings=model.item_vectors(), metrics=metrics, checkpoint=checkpoint,
     )
 
 
@@ -281,4 +338,4 @@ def _validate(
     return rank_metrics(users, model.item_vectors(), np.asarray(targets, dtype=np.int64), exclude, k)
 
 
-__all__ = ["TrainTask", "TrainedModel", "fit_sequences", "resolve_device", "seed_everything", "train_two_tower"]
+__all__ = ["Checkpoint", "TrainTask", "TrainedModel", "fit_sequences", "resolve_device", "seed_everything", "train_two_tower"]

@@ -69,13 +69,11 @@ def test_the_winner_is_the_best_candidate_on_validation_and_test_is_never_read(s
     trained, selection, baseline = auto.select_two_tower(split, FAST, time_budget_s=600,
                                                          baselines=("pop", "itemknn"))
     names = [c.name for c in selection.candidates]
-    assert names[:3] == ["mean", "sasrec", "gru"]
-    # the demo has item text: the best tower and the mean tower again, with content and id back-off
-    content = {c.name: c.config for c in selection.candidates[3:]}
-    best_ids = max(selection.candidates[:3], key=lambda c: c.valid["ndcg@10"]).name
-    assert set(content) == {f"{best_ids}+tfidf", "mean+tfidf-first"}
-    assert content[f"{best_ids}+tfidf"].id_backoff == auto.CONTENT_ID_BACKOFF
-    assert content["mean+tfidf-first"].id_backoff == auto.CONTENT_FIRST_BACKOFF
+    # the demo has item text: every tower with ids and content (id back-off), the mean tower content first
+    assert names == [f"{t}+tfidf" for t in auto.AUTO_TOWERS] + ["mean+tfidf-first"]
+    backoff = {c.name: c.config.id_backoff for c in selection.candidates}
+    assert backoff["sasrec+tfidf"] == auto.CONTENT_ID_BACKOFF
+    assert backoff["mean+tfidf-first"] == auto.CONTENT_FIRST_BACKOFF
     scores = {c.name: c.valid["ndcg@10"] for c in selection.candidates}
     assert selection.winner == max(scores, key=scores.__getitem__)
     assert trained.config.tower == selection.winner_candidate.config.tower
@@ -88,15 +86,15 @@ def test_the_winner_is_the_best_candidate_on_validation_and_test_is_never_read(s
 
 
 def test_a_failed_candidate_does_not_end_the_selection(split, monkeypatch) -> None:
-    def flaky(s, config, init=None):
+    def flaky(s, config, init=None, resume=None):
         if config.tower == "sasrec":
             raise RuntimeError("out of memory")
-        return train_two_tower(s, config, init=init)
+        return train_two_tower(s, config, init=init, resume=resume)
 
     monkeypatch.setattr("models.train.loop.train_two_tower", flaky)
     _, selection, _ = auto.select_two_tower(split, FAST, towers=("mean", "sasrec"), baselines=())
     failed = [c for c in selection.candidates if c.error]
-    assert [c.name for c in failed] == ["sasrec"] and "out of memory" in failed[0].error
+    assert [c.name for c in failed] == ["sasrec+tfidf"] and "out of memory" in failed[0].error
     assert selection.winner.startswith("mean") and selection.best_baseline is None
 
 
@@ -122,10 +120,41 @@ def test_auto_in_the_report_says_what_it_chose(split, tmp_path) -> None:
     assert np.allclose(model.score_histories([known[0], known[1]]), model.score(users), atol=1e-5)
 
 
-def test_a_winner_stopped_by_the_budget_goes_on_training(split) -> None:
+def test_sessions_without_content_try_every_tower_with_ids_only() -> None:
+    plan = auto.candidate_plan(sessions(60, 5, 20), FAST)
+    assert [name for name, _ in plan] == list(auto.AUTO_TOWERS)
+    assert all(c.content == "none" and c.max_len == auto.MIN_HISTORY for _, c in plan)
+
+
+def test_successive_halving_gives_the_better_half_more_time(split) -> None:
     slow = TrainConfig(dim=16, epochs=500, patience=500, progress=False)
-    _, selection, _ = auto.select_two_tower(split, slow, time_budget_s=8.0, towers=("mean",), baselines=())
+    _, selection, _ = auto.select_two_tower(split, slow, time_budget_s=12.0, towers=("mean", "sasrec", "gru", "cnn"),
+                                            baselines=())
+    assert selection.rules["rounds"] == auto.halving_rounds(5) == 4
+    by_rounds = sorted(c.rounds for c in selection.candidates)
+    assert by_rounds == [1, 1, 2, 3, 4]  # 5 -> 3 -> 2 -> 1
     winner = selection.winner_candidate
-    assert all(c.out_of_time or c.continued_s for c in selection.candidates)  # 500 epochs never fit
-    assert winner.continued_s > 0  # the 40% left after the candidates
-    assert selection.seconds < 30
+    assert winner.rounds == 4 and winner.score == max(c.score for c in selection.candidates)
+    # each round's survivors were the better half of the round before
+    after_first = [c for c in selection.candidates if c.rounds >= 2]
+    dropped = [c for c in selection.candidates if c.rounds == 1]
+    assert min(c.score for c in after_first) >= max(c.score for c in dropped)  # best epochs only go up
+    assert winner.train_s > max(c.train_s for c in dropped)  # the winner trained the longest
+    assert selection.seconds < 40
+
+
+def test_a_paused_run_resumes_where_it_stopped(split) -> None:
+    paused = train_two_tower(split, TrainConfig(dim=16, epochs=500, patience=500, progress=False, time_budget_s=1.0))
+    point = paused.checkpoint
+    assert point is not None and point.next_epoch == paused.metrics["epochs_run"]
+    resumed = train_two_tower(split, TrainConfig(dim=16, epochs=500, patience=500, progress=False,
+                                                 time_budget_s=1.0), resume=point)
+    epochs = [h["epoch"] for h in resumed.metrics["history"]]
+    assert epochs == list(range(len(epochs))) and len(epochs) > point.next_epoch  # numbering goes on
+    assert resumed.metrics["steps"] > point.step  # the step count (and Adam's state) carried over
+    first_new = resumed.metrics["history"][point.next_epoch]
+    # it starts from the paused weights, not from scratch: its first epoch is as good as where it stopped
+    assert first_new["ndcg@10"] >= 0.8 * paused.metrics["history"][-1]["ndcg@10"]
+    assert resumed.metrics["valid"]["ndcg@10"] >= paused.metrics["valid"]["ndcg@10"]
+    fresh = train_two_tower(split, TrainConfig(dim=16, epochs=1, progress=False))
+    assert first_new["ndcg@10"] > fresh.metrics["history"][0]["ndcg@10"]
