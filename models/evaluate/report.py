@@ -124,9 +124,13 @@ def format_table(report: Mapping[str, Any], metrics: Sequence[str] = TABLE_METRI
 
 def describe_selection(name: str, sel: Mapping[str, Any]) -> str:
     """One line: what an automatic choice tried on validation and what it chose."""
-    tried = ", ".join(f"{c['name']} {c['valid'].get('ndcg@10', float('nan')):.4f}"
-                      + (" (out of time)" if c.get("out_of_time") else "") + (" (failed)" if c.get("error") else "")
-                      for c in sel["candidates"])
+    def notes(c: Mapping[str, Any]) -> str:
+        said = [f"{c['rounds']} rounds" if c.get("rounds", 1) > 1 else "",
+                "out of time" if c.get("out_of_time") else "", "failed" if c.get("error") else ""]
+        said = [n for n in said if n]
+        return f" ({', '.join(said)})" if said else ""
+
+    tried = ", ".join(f"{c['name']} {c['valid'].get('ndcg@10', float('nan')):.4f}{notes(c)}" for c in sel["candidates"])
     bar = (f"; best baseline on validation: {sel['best_baseline']} {sel['best_baseline_valid']:.4f}"
            f" ({sel['vs_best_baseline']:+.1%})" if sel.get("best_baseline") and sel.get("vs_best_baseline") is not None
            else "")
