@@ -68,3 +68,72 @@ def wait_metric(worker: LocalWorker, name: str, target: float, timeout: float) -
             return time.monotonic()
         time.sleep(0.25)  # each scrape costs the worker a few ms of its event loop
     raise TimeoutError(f"{name} did not reach {target} within {timeout}s (now {worker.metric(name)})")
+
+
+# --- what the worker serves: the model, the catalogue size, the index kind ------------------
+MODELS = ("content", "trained")
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+
+
+def add_serving_arguments(parser, items: int) -> None:
+    """``--model``, ``--items``, ``--index``: what the benchmarked worker serves."""
+    parser.add_argument("--model", choices=MODELS, default="content",
+                        help="content: the bootstrap content-v0 version (hashed content vectors, mean user "
+                             "vectors); trained: a version the project's trainer trains on the generated events "
+                             "(the trainer's default tower) and publishes before the worker starts.")
+    parser.add_argument("--items", type=int, default=items, help=f"Generated catalogue size (default {items:,}).")
+    parser.add_argument("--index", choices=INDEX_KINDS, default="auto",
+                        help="Index kind (auto: the kind STREAMREC_INDEX_* choose at that catalogue size).")
+    parser.add_argument("--train-steps", type=int, default=300,
+                        help="Optimizer steps of the trained model (the figures here are about speed, not quality).")
+
+
+def index_overrides(kind: str) -> dict:
+    return {} if kind == "auto" else {"index_kind": kind}
+
+
+def publish_trained_model(settings: Settings, steps: int) -> dict:
+    """Train a version on what the events topic holds with the trainer's settings and publish it.
+
+    The periodic trainer's own run (:func:`stream.trainer.run.train_once`, its default tower, the
+    settings' index kind for the catalogue size) with a bounded number of steps.
+    """
+    from models.train.config import trainer_config
+    from stream.trainer.run import train_once
+
+    started = time.perf_counter()
+    run = train_once(settings, trainer_config(max_steps=steps, epochs=1, patience=1, progress=False),
+                     select="fixed", warm_start=False)
+    if not run.published:
+        raise RuntimeError(f"the trainer did not publish a version: {run.reason}")
+    print(f"trained and published {run.version} ({run.tower}, {run.items:,} items, {run.users:,} users, "
+          f"{time.perf_counter() - started:.0f} s)")
+    return {"version": run.version, "tower": run.tower, "trained_items": run.items, "trained_users": run.users}
+
+
+def serving(worker: LocalWorker) -> dict:
+    """What the worker serves, from ``/healthz``: model and index versions, index kind, items."""
+    status, body = worker.get("/healthz")
+    if status != 200 or not isinstance(body, dict):
+        raise RuntimeError(f"/healthz answered {status}: {body!r:.200}")
+    return {k: body.get(k) for k in ("model_version", "index_version", "index_kind", "items")}
+
+
+# --- the worker process's own cost -------------------------------------------------------------
+def process_usage(pid: int) -> tuple[float, int]:
+    """``(user + system CPU seconds, resident set bytes)`` of process ``pid`` and its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # the command name may hold spaces
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime: fields 14 and 15 of stat(5)
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24
+    return cpu, rss
+
+
+def peak_rss(pid: int) -> int:
+    """The most resident memory process ``pid`` held so far (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0

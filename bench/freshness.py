@@ -6,7 +6,13 @@ matches each recommendation to its triggering event. Reported: p50/p95/p99 of
 (``published_ms`` - event timestamp), the worker-side freshness, and of the
 time until the recommendation reached the consumer (end to end).
 
-    python bench/freshness.py [--quick] [--rate 1000] [--seconds 30] [--out FILE]
+``--model``, ``--items`` and ``--index`` choose what the worker serves as in
+``bench/stream_throughput.py`` (with ``--model trained`` the generated history is
+produced and trained on first); the JSON also has the worker process's CPU time
+per event and its resident memory.
+
+    python bench/freshness.py [--quick] [--rate 1000] [--seconds 30] [--model content|trained]
+                              [--items N] [--index auto|flat|ivf|hnsw] [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,7 +31,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
-from bench._stream_common import bench_settings, machine, start_worker, write_json  # noqa: E402
+from bench._stream_common import (  # noqa: E402
+    add_serving_arguments,
+    bench_settings,
+    index_overrides,
+    machine,
+    process_usage,
+    publish_trained_model,
+    serving,
+    start_worker,
+    wait_metric,
+    write_json,
+)
 from models.data.synthetic import generate_demo_dataset  # noqa: E402
 from stream.kafka.config import aiokafka_options  # noqa: E402
 from stream.kafka.producer import EventProducer, publish_catalog  # noqa: E402
@@ -57,16 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="Offered events per second.")
     parser.add_argument("--seconds", type=float, default=30.0, help="How long to offer them.")
     parser.add_argument("--partitions", type=int, default=8)
+    add_serving_arguments(parser, items=2000)
     parser.add_argument("--quick", action="store_true", help="A short form: 8 seconds.")
     parser.add_argument("--out", help="Write the figures as JSON here.")
     args = parser.parse_args(argv)
     seconds = 8.0 if args.quick else args.seconds
 
     root = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
-    settings = bench_settings(args.bootstrap, root, args.partitions)
-    data = generate_demo_dataset(n_users=2000, n_items=2000, events_per_user=5, seed=2)
+    settings = bench_settings(args.bootstrap, root, args.partitions, **index_overrides(args.index))
+    data = generate_demo_dataset(n_users=2000, n_items=args.items, events_per_user=5, seed=2)
     publish_catalog(settings, data.items)
+    trained = None
+    if args.model == "trained":
+        with EventProducer(settings, linger_ms=20) as producer:
+            producer.send_many(data.events, total=len(data.events), progress=True)
+        trained = publish_trained_model(settings, args.train_steps)
     worker = start_worker(settings, root)
+    served = serving(worker)
+    if trained:  # the history the model was trained on goes through the worker before the clock starts
+        wait_metric(worker, "streamrec_worker_events_applied_total", len(data.events), 600)
     received: list[tuple[dict, float]] = []
     stop = threading.Event()
     collector = threading.Thread(target=lambda: asyncio.run(collect(settings, stop, received)))
@@ -77,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         events = [data.events[i % len(data.events)] for i in range(n)]
         rng = np.random.default_rng(0)
         users = [data.user_ids[i] for i in rng.integers(0, len(data.user_ids), n)]
+        applied_before = worker.metric("streamrec_worker_events_applied_total")
+        cpu_before, _ = process_usage(worker.proc.pid)
         with EventProducer(settings) as producer:
             started = time.perf_counter()
             for i, (e, u) in enumerate(zip(events, users)):
@@ -87,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             producer.flush()
             offered = n / (time.perf_counter() - started)
         time.sleep(3.0)
+        cpu_after, rss = process_usage(worker.proc.pid)
+        applied = worker.metric("streamrec_worker_events_applied_total") - applied_before
     finally:
         stop.set()
         collector.join()
@@ -100,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": seconds,
         "events": n,
         "recommendations": len(received),
+        "model": args.model,
+        "model_version": served["model_version"],
+        "items": len(data.items),
+        "index": served["index_kind"],
+        "index_setting": args.index,
+        "trained": trained,
+        # the worker's CPU over the measured window (idle time included: at a fixed rate it is part of the cost)
+        "worker_cpu_us_per_event": round((cpu_after - cpu_before) / max(applied, 1) * 1e6, 2),
+        "worker_rss_bytes": rss,
         "settings": {k: getattr(settings, k) for k in ("batch_max_events", "producer_linger_ms",
                                                          "topic_partitions", "processing_guarantee")},
         **percentiles(worker_side),
@@ -109,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'event -> recommendation published':<34}{result['p50_ms']:>9}{result['p95_ms']:>9}{result['p99_ms']:>9}")
     e2e = result["end_to_end"]
     print(f"{'event -> recommendation consumed':<34}{e2e['p50_ms']:>9}{e2e['p95_ms']:>9}{e2e['p99_ms']:>9}")
+    print(f"worker CPU {result['worker_cpu_us_per_event']:.1f} us/event, RSS {rss / 2**20:,.0f} MiB; "
+          f"{args.model} model ({served['model_version']}), {len(data.items):,} items, {served['index_kind']} index")
     print(f"offered {offered:,.0f} events/s for {seconds:.0f}s; {len(received)} recommendations "
           f"({result['machine']['cores']} cores, {result['machine']['cpu']})")
     write_json(args.out, result)

@@ -7,7 +7,14 @@ ceiling of Faust's per-event stream path), and a ``streamrec worker`` processes
 it (validation, RocksDB state, user vectors, batched FAISS search, one
 recommendation published per user per batch).
 
-    python bench/stream_throughput.py [--quick] [--events N] [--out FILE] [--profile FILE]
+The worker serves ``--model content`` (the bootstrap content-v0 version) or
+``--model trained`` (a version the project's trainer trains on the pre-filled
+events and publishes first), over a generated catalogue of ``--items`` items
+behind the ``--index`` kind. Besides events/s, the worker process's own CPU time
+per event (user + system, over the events it processed) and its resident memory.
+
+    python bench/stream_throughput.py [--quick] [--events N] [--model content|trained] [--items N]
+                                      [--index auto|flat|ivf|hnsw] [--out FILE] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -27,7 +34,19 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from bench._stream_common import bench_settings, machine, print_profile, start_worker, wait_metric, write_json  # noqa: E402
+from bench._stream_common import (  # noqa: E402
+    add_serving_arguments,
+    bench_settings,
+    index_overrides,
+    machine,
+    print_profile,
+    process_usage,
+    publish_trained_model,
+    serving,
+    start_worker,
+    wait_metric,
+    write_json,
+)
 from models.data.synthetic import generate_demo_dataset  # noqa: E402
 from stream.kafka.config import aiokafka_options  # noqa: E402
 from stream.kafka.producer import EventProducer, publish_catalog  # noqa: E402
@@ -76,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-max-events", type=int, default=None,
                         help="The worker's STREAMREC_BATCH_MAX_EVENTS (default: the worker's own default): "
                              "records one fetch may return, so the most events one batch processes.")
+    add_serving_arguments(parser, items=2000)
     parser.add_argument("--quick", action="store_true", help="A short form: 20,000 events.")
     parser.add_argument("--out", help="Write the figures as JSON here.")
     parser.add_argument("--profile", metavar="FILE",
@@ -85,26 +105,34 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
     overrides = {} if args.batch_max_events is None else {"batch_max_events": args.batch_max_events}
-    settings = bench_settings(args.bootstrap, root, args.partitions, **overrides)
+    settings = bench_settings(args.bootstrap, root, args.partitions, **overrides, **index_overrides(args.index))
     n_users = max(10, n // 40)
-    data = generate_demo_dataset(n_users=n_users, n_items=2000, events_per_user=n // n_users + 10, seed=1)
+    data = generate_demo_dataset(n_users=n_users, n_items=args.items, events_per_user=n // n_users + 10, seed=1)
     events = data.events[:n]
     publish_catalog(settings, data.items)
     with EventProducer(settings, linger_ms=20, batch_size=256 * 1024) as producer:
         report = producer.send_many(events, total=len(events), progress=True)
     print(f"pre-filled {settings.topic('events')} with {report.sent} events ({report.rate:,.0f}/s)")
+    trained = publish_trained_model(settings, args.train_steps) if args.model == "trained" else None
 
     bare = asyncio.run(bare_consumer_rate(settings, settings.topic("events"), report.sent))
     noop = faust_noop_rate(settings, settings.topic("events"), report.sent, settings.batch_max_events)
     worker = start_worker(settings, root, args.profile)
     try:
+        # Healthy means the catalogue and the model are loaded, and no event is processed before
+        # that: the CPU from here on is the events' (and the worker's idle loops while they run).
+        cpu_first, _ = process_usage(worker.proc.pid)
+        served = serving(worker)
         first = wait_metric(worker, "streamrec_worker_events_consumed_total", 1, 120)
         done = wait_metric(worker, "streamrec_worker_events_consumed_total", report.sent, 1800)
         wait_metric(worker, "streamrec_worker_events_applied_total", report.sent, 60)
+        cpu_done, rss = process_usage(worker.proc.pid)
         published = worker.metric("streamrec_worker_recommendations_published_total")
     finally:
         worker.stop()
     rate = report.sent / (done - first)
+    model = (f"{served['model_version']} ({trained['tower']}, trained on {trained['trained_items']:,} items)"
+             if trained else "content-v0 (hashed content vectors, recency-weighted mean user vectors)")
     result = {
         "machine": machine(),
         "events": report.sent,
@@ -112,7 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         "items": len(data.items),
         "partitions": args.partitions,
         "batch_max_events": settings.batch_max_events,
-        "model": "content-v0 (flat index, recency-weighted mean user vectors)",
+        "model": args.model,
+        "model_detail": model,
+        "model_version": served["model_version"],
+        "index": served["index_kind"],
+        "index_setting": args.index,
+        "trained": trained,
+        "served_items": served["items"],
+        # the worker process's own CPU (all its threads) from healthy to its last event, per event
+        "worker_cpu_us_per_event": round((cpu_done - cpu_first) / report.sent * 1e6, 2),
+        "worker_rss_bytes": rss,
         "recommendations_published": published,
         "streamrec_events_per_s": round(rate, 1),
         "bare_consumer_events_per_s": round(bare, 1),
@@ -124,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'bare aiokafka consumer':<28}{bare:>12,.0f}")
     print(f"{'Faust agent doing nothing':<28}{noop:>12,.0f}")
     print(f"{'streamrec worker':<28}{rate:>12,.0f}")
+    print(f"worker CPU {result['worker_cpu_us_per_event']:.1f} us/event, RSS {rss / 2**20:,.0f} MiB; "
+          f"{args.model} model, {len(data.items):,} items, {served['index_kind']} index")
     print(f"ratio {result['ratio']:.3f}; {published:.0f} recommendations for {report.sent} events "
           f"({result['machine']['cores']} cores, {result['machine']['cpu']})")
     write_json(args.out, result)

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from models.data.dataset import IdMap
-from models.features.content import Featurizer, dense_features
+from models.features.content import Featurizer
 from models.towers.config import TowerConfig
 from models.towers.model import TwoTower
 
@@ -44,9 +45,19 @@ class LoadedModel:
         """float32 (dim,) from chronological item indices (the worker's per-event path)."""
         return self.model.user_tower.encode(history, weights)
 
+    COLD_CHUNK = 8_192  # texts per featurizer call: a million cold items never become one dense matrix
+
     def cold_item_vectors(self, texts: list[str]) -> np.ndarray:
-        """float32 (len(texts), dim) for items with text but no trained id (zeros without a featuriser)."""
-        if self.featurizer is None:
-            return np.zeros((len(texts), self.model.item_tower.dim), dtype=np.float32)
-        with torch.no_grad():
-            return self.model.item_tower.from_content(dense_features(self.featurizer, texts)).numpy()
+        """float32 (len(texts), dim) for items with text but no trained id (zeros without a featuriser).
+
+        Sparse features (TF-IDF, bag of words) are projected as sparse rows, a chunk at a time.
+        """
+        tower = self.model.item_tower
+        out = np.zeros((len(texts), tower.dim), dtype=np.float32)
+        if self.featurizer is None or tower.content_proj is None:
+            return out
+        weight_t = tower.content_proj.weight.detach().cpu().numpy().T  # (n_features, dim)
+        for start in range(0, len(texts), self.COLD_CHUNK):
+            x = self.featurizer.transform(texts[start:start + self.COLD_CHUNK])
+            out[start:start + x.shape[0]] = x @ weight_t if sp.issparse(x) else np.asarray(x, np.float32) @ weight_t
+        return out

@@ -206,6 +206,7 @@ def register_views(app: faust.App, worker: Worker) -> None:
                 "partitions": worker.assigned_partitions(),
                 "model_version": model.model_version if model else None,
                 "index_version": model.index_version if model else None,
+                "index_kind": model.index.kind if model and model.index is not None else None,
                 "items": model.n_items if model else 0,
             }, status=200 if ready else 503)
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 VERBS = {"play": "played", "click": "clicked", "like": "liked", "cart": "added", "purchase": "bought", "skip": "skipped"}
 POPULAR = "popular right now"
+_KIND_ORDER = ("flat", "hnsw", "ivf", "ivfpq")  # the kinds IndexConfig.resolve_kind gives as catalogues grow
 _item_of = itemgetter(0)
 _weight_of = itemgetter(3)
 
@@ -107,6 +108,7 @@ class ServingModel:
 
     def __post_init__(self) -> None:
         self.positions = {item: i for i, item in enumerate(self.item_ids)}
+        self._store = self.vectors  # :attr:`vectors` is a view of its first rows; it grows by doubling
 
     @property
     def dim(self) -> int:
@@ -135,15 +137,35 @@ class ServingModel:
         vecs = np.ascontiguousarray(self.content_encoder.encode_items(list(fresh)), dtype=np.float32)
         start = len(self.item_ids)
         ids = np.arange(start, start + len(fresh), dtype=np.int64)
+        self._append_vectors(vecs)
+        live = len(self.positions) + len(fresh)
         if self.index is None:
             self.index = build_index(vecs, ids, self.index_config)
+        elif _KIND_ORDER.index(self.index_config.resolve_kind(live)) > _KIND_ORDER.index(self.index.kind):
+            # Grown past what its kind is for (a flat index of a trained version's items taking a
+            # large catalogue in): rebuilt at the kind the settings choose for the new size.
+            kept = np.fromiter(self.positions.values(), dtype=np.int64, count=len(self.positions))
+            every = np.concatenate([np.sort(kept), ids])
+            before = self.index.kind
+            self.index = build_index(np.ascontiguousarray(self.vectors[every]), every, self.index_config)
+            log.info("index rebuilt for the catalogue's size kind=%s->%s items=%d", before, self.index.kind, live)
         else:
             self.index.add(vecs, ids)
-        self.vectors = np.vstack([self.vectors, vecs])
         for offset, it in enumerate(fresh):
             self.item_ids.append(str(it["item_id"]))
             self.positions[str(it["item_id"])] = start + offset
         return len(fresh)
+
+    def _append_vectors(self, vecs: np.ndarray) -> None:
+        # Doubling capacity: adding a catalogue a batch at a time costs O(n), not O(n^2) copies. Rows
+        # below the current length never change, so a view taken earlier stays valid.
+        n, extra = self.vectors.shape[0], vecs.shape[0]
+        if self._store.shape[0] < n + extra or self._store.shape[1] != vecs.shape[1]:
+            store = np.empty((max(2 * n, n + extra, 1024), vecs.shape[1]), dtype=np.float32)
+            store[:n] = self.vectors
+            self._store = store
+        self._store[n:n + extra] = vecs
+        self.vectors = self._store[:n + extra]
 
     def remove_items(self, item_ids: Sequence[str]) -> int:
         """Take items down (catalogue tombstones): out of the index, unknown to this version from now

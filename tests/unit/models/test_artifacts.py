@@ -14,6 +14,7 @@ import torch
 
 from models.artifacts import ArtifactChecksumError, ArtifactError, load_artifact, save_artifact
 from models.errors import ModelsError
+from models.features.content import dense_features
 from models.train.config import TrainConfig
 from models.train.demo import demo_split
 from models.train.loop import train_two_tower
@@ -48,6 +49,12 @@ def test_round_trip(trained, tmp_path: Path) -> None:
     assert TrainConfig(**loaded.train_config) == trained.config
     cold = loaded.cold_item_vectors(["a jazz track: saxophone swing"])
     assert cold.shape == (1, 8) and np.abs(cold).sum() > 0
+    # sparse rows, a chunk at a time: the same vectors as the tower's dense content path
+    texts = ["a jazz track: saxophone swing", "rock guitar anthem", "", "unknown words only", "jazz rock"]
+    loaded.COLD_CHUNK = 2
+    with torch.no_grad():
+        dense = loaded.model.item_tower.from_content(dense_features(loaded.featurizer, texts)).numpy()
+    np.testing.assert_allclose(loaded.cold_item_vectors(texts), dense, rtol=1e-5, atol=1e-6)
     with pytest.raises(ArtifactError):
         save_artifact(trained, tmp_path, version="v1")
 

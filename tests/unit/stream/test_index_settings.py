@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import HnswIndex, IndexConfig, load_index
+from index import FlatIndex, HnswIndex, IndexConfig, load_index
 from models.data.synthetic import generate_demo_dataset
 from stream.serving.model import bootstrap_model
 from stream.serving.users_index import UserVectors
@@ -40,3 +40,34 @@ def test_trainer_saves_the_configured_index(tmp_path: Path):
     _index_builder(vectors, tuple(f"i{n}" for n in range(40)), tmp_path, config=HNSW)
     index, _ = load_index(tmp_path)
     assert isinstance(index, HnswIndex) and index.config == HNSW
+
+
+def test_a_catalogue_that_outgrows_its_index_kind_is_reindexed_at_the_new_size():
+    # A version's index is built for its own items (flat for a few); a large catalogue taken in
+    # afterwards must be served by the kind the settings choose for the new size.
+    items = generate_demo_dataset(n_users=5, n_items=200, events_per_user=2, seed=1).items
+    config = IndexConfig(auto_flat_max=50, auto_hnsw_max=10_000)
+    model = bootstrap_model(items[:40], dim=16, index_config=config)
+    assert isinstance(model.index, FlatIndex)
+    model.remove_items([items[3]["item_id"]])
+    before = model.vectors.copy()
+    assert model.add_items(items[40:45]) == 5 and isinstance(model.index, FlatIndex)  # 44 live: still flat
+    assert model.add_items(items[45:]) == 155
+    assert isinstance(model.index, HnswIndex) and len(model.index) == 199  # the removed item stays out
+    np.testing.assert_array_equal(model.vectors[:40], before[:40])  # rows never move
+    assert model.vectors.shape == (200, 16)
+    fresh = model.positions[items[150]["item_id"]]
+    found, _ = model.search_positions(model.vectors[fresh][None, :], 5, [np.array([], dtype=np.int64)])
+    assert fresh in list(found[0])
+    assert model.positions.get(items[3]["item_id"]) is None and 3 not in model.index.ids().tolist()
+
+
+def test_vectors_grow_by_doubling_not_by_copying_every_batch():
+    items = generate_demo_dataset(n_users=5, n_items=3000, events_per_user=2, seed=1).items
+    model = bootstrap_model([], dim=8)
+    stores = set()
+    for start in range(0, 3000, 10):
+        model.add_items(items[start:start + 10])
+        stores.add(id(model._store))
+    assert model.vectors.shape == (3000, 8) and len(stores) <= 4  # 1024 -> 2048 -> 4096, not 300 copies
+    np.testing.assert_allclose(model.vectors[2990:], model.content_encoder.encode_items(items[2990:]), atol=1e-6)
