@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         with EventProducer(settings, linger_ms=20) as producer:
             producer.send_many(data.events, total=len(data.events), progress=True)
         trained = publish_trained_model(settings, args.train_steps)
-    worker = start_worker(settings, root)
+    worker = start_worker(settings, root, items=len(data.items))
     served = serving(worker)
     if trained:  # the history the model was trained on goes through the worker before the clock starts
         wait_metric(worker, "streamrec_worker_events_applied_total", len(data.events), 600)

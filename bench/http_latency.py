@@ -122,7 +122,7 @@ def bench(args: argparse.Namespace) -> int:
     with EventProducer(settings, linger_ms=20) as producer:
         producer.send_many(data.events, total=len(data.events), progress=True)
     trained = publish_trained_model(settings, args.train_steps) if args.model == "trained" else None
-    worker = start_worker(settings, root)
+    worker = start_worker(settings, root, items=len(data.items))
     try:
         served = serving(worker)
         wait_metric(worker, "streamrec_worker_events_applied_total", len(data.events), 600)  # everyone has one

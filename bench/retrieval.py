@@ -125,6 +125,27 @@ def measure(
     return singles / single_time, qps_batch, found[0]
 
 
+EXCLUDED = 50  # per query, as a user's history: items near the query, which displace results
+
+
+def measure_filtered(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, min_seconds: float
+                     ) -> tuple[float, float]:
+    """(raw faiss batch QPS on the same faiss index, batch QPS of ``VectorIndex.search`` with
+    :data:`EXCLUDED` of each query's true neighbours excluded): what the project's filtered path costs."""
+    raw = index._cpu_index()  # the faiss object itself, its search parameters as built
+    exclude = [t[:EXCLUDED][t[:EXCLUDED] >= 0] for t in truth]
+
+    def rate(fn: Callable[[], Any]) -> float:
+        fn()
+        spent, runs = 0.0, 0
+        while runs == 0 or spent < min_seconds:
+            spent += _timed(fn, "cpu")
+            runs += 1
+        return runs * queries.shape[0] / spent
+
+    return rate(lambda: raw.search(queries, K)), rate(lambda: index.search(queries, K, exclude=exclude))
+
+
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean share of each row of ``truth`` (m, K) present in the same row of ``found``."""
     hits = sum(np.intersect1d(f, t[t >= 0]).size for f, t in zip(found, truth))
@@ -178,6 +199,8 @@ def run_bench(
             )
             if truth is None:
                 truth, flat_qps = found, qps_batch
+            raw_qps, filtered_qps = (measure_filtered(index, queries, truth, min_seconds) if dev == "cpu"
+                                     else (float("nan"), float("nan")))
             name = kind if dev == "cpu" else f"{kind}-gpu" if kind != "hnsw" else "cagra-gpu"
             row = {
                 "n": n,
@@ -190,6 +213,9 @@ def run_bench(
                 "qps_batch": round(qps_batch, 1),
                 "recall_at_100": round(recall_at(found, truth), 4),
                 "speedup_vs_flat": round(qps_batch / flat_qps, 2),
+                "raw_faiss_qps_batch": round(raw_qps, 1),
+                "filtered_qps_batch": round(filtered_qps, 1),
+                "filtered_vs_raw_faiss": round(filtered_qps / raw_qps, 3),
             }
             rows.append(row)
             if report:
@@ -205,13 +231,15 @@ def run_bench(
     }
 
 
-HEADER = ("n", "index", "device", "build s", "QPS (1)", "QPS (1024)", "recall@100", "vs flat")
+HEADER = ("n", "index", "device", "build s", "QPS (1)", "QPS (1024)", "recall@100", "vs flat",
+          "raw faiss QPS (1024)", f"excluding {EXCLUDED}: QPS (1024)", "vs raw faiss")
 
 
 def format_row(row: dict[str, Any]) -> str:
     cells = (
         f"{row['n']:,}", row["index"], row["device"], f"{row['build_s']:.1f}", f"{row['qps_single']:,.0f}",
         f"{row['qps_batch']:,.0f}", f"{row['recall_at_100']:.4f}", f"{row['speedup_vs_flat']:.1f}x",
+        f"{row['raw_faiss_qps_batch']:,.0f}", f"{row['filtered_qps_batch']:,.0f}", f"{row['filtered_vs_raw_faiss']:.2f}x",
     )  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 

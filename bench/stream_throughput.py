@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bare = asyncio.run(bare_consumer_rate(settings, settings.topic("events"), report.sent))
     noop = faust_noop_rate(settings, settings.topic("events"), report.sent, settings.batch_max_events)
-    worker = start_worker(settings, root, args.profile)
+    worker = start_worker(settings, root, args.profile, items=len(data.items))
     try:
         # Healthy means the catalogue and the model are loaded, and no event is processed before
         # that: the CPU from here on is the events' (and the worker's idle loops while they run).

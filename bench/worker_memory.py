@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = publish_trained_model(settings, args.train_steps) if args.model == "trained" else None
 
     t1 = time.perf_counter()
-    worker = start_worker(settings, root)
+    worker = start_worker(settings, root, items=n_items)
     try:
         served = serving(worker)
         ready_s = time.perf_counter() - t1
