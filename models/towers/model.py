@@ -69,11 +69,18 @@ class TwoTower(nn.Module):
         self.eval()
         device = self.item_tower.id_embedding.weight.device
         out = np.zeros((len(histories), self.item_tower.dim), dtype=np.float32)
+        max_len = self.user_tower.max_len
+        # Every tower ignores padding (tests/unit/models/test_towers.py), so a chunk is padded to its
+        # longest history only, and chunks are cut from histories sorted by length: users of a few
+        # events do not pay for max_len steps.
+        lengths = np.fromiter((min(len(h), max_len) for h in histories), dtype=np.int64, count=len(histories))
+        order = np.argsort(lengths, kind="stable")
         try:
             for start in range(0, len(histories), batch_size):
-                chunk = histories[start : start + batch_size]
-                tokens = torch.as_tensor(left_pad(chunk, self.user_tower.max_len), device=device)
-                out[start : start + len(chunk)] = self.user_tower(tokens).float().cpu().numpy()
+                rows = order[start : start + batch_size]
+                width = max(1, int(lengths[rows[-1]]))
+                tokens = torch.as_tensor(left_pad([histories[r] for r in rows], width), device=device)
+                out[rows] = self.user_tower(tokens).float().cpu().numpy()
         finally:
             self.train(was)
         return out

@@ -153,3 +153,19 @@ def test_id_backoff_leans_rare_items_on_their_content() -> None:
     assert np.allclose(a.item_vectors(), b.item_vectors())
     with pytest.raises(ValueError, match="id_backoff"):
         ItemTower(N_ITEMS, DIM, content, id_backoff=-1.0)
+
+
+@pytest.mark.parametrize("kind", sorted(USER_TOWERS))
+def test_batched_user_vectors_equal_one_user_at_a_time(kind) -> None:
+    # user_vectors pads each chunk to its longest history and sorts by length: the same vectors as
+    # encoding each user alone, in the caller's order, for short, empty and over-long histories.
+    from models.towers.config import TowerConfig
+
+    content = np.random.default_rng(0).random((N_ITEMS, N_FEATURES)).astype(np.float32)
+    model = TwoTower(TowerConfig(tower=kind, dim=DIM, max_len=12).tower_spec(N_ITEMS, N_FEATURES), content)
+    rng = np.random.default_rng(1)
+    histories = [rng.integers(0, N_ITEMS, n) for n in (3, 0, 20, 1, 7, 12, 2)]
+    batched = model.user_vectors(histories, batch_size=3)
+    alone = np.stack([model.user_tower.eval().encode(h) for h in histories])
+    np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-5)
+    assert np.all(batched[1] == 0)
