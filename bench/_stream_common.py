@@ -41,10 +41,10 @@ def bench_settings(bootstrap: str, root: Path, partitions: int, **overrides) -> 
 
 
 def start_worker(settings: Settings, root: Path, profile_to: str | None = None, items: int = 0) -> LocalWorker:
-    """A worker healthy (catalogue read, model loaded, index built): allow ~1 s per 2,000 catalogue items."""
+    """A worker healthy (catalogue read, model loaded, index built): allow ~1 s per 1,000 catalogue items (an HNSW build on one thread)."""
     return LocalWorker(settings, root / settings.app_id / "worker.log",
                        profile_to=Path(profile_to).resolve() if profile_to else None).start(
-        timeout=120.0 + items / 2_000)
+        timeout=120.0 + items / 1_000)
 
 
 def print_profile(path: str, top: int = 30) -> None:
