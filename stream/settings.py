@@ -119,10 +119,6 @@ class Settings(BaseSettings):
     top_k: int = Field(default=10, ge=1, le=100, description="Items per published recommendation.")
     max_k: int = Field(default=100, ge=1, le=1000, description="Largest k the HTTP API accepts.")
     max_history: int = Field(default=200, ge=1, le=10_000, description="Events kept per user (for exclusion).")
-    state_cache_bytes: int = Field(
-        default=64 * 1024**2, ge=0,
-        description="Decoded user states kept between batches, as bytes of their stored values (0: off): "
-                    "a user in the cache is not decoded and checked again while the table holds the same bytes.")
     # A batch never waits to fill, so this only bounds batches of a worker behind its input:
     # 2,000 doubled the 200k-event backlog rate over 500 (fewer recommendations per event,
     # per-batch costs shared) at ~150 ms of event loop per batch.

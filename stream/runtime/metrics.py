@@ -32,10 +32,6 @@ EVENTS_APPLIED = Counter(
 EVENTS_DUPLICATE = Counter(
     "streamrec_worker_events_duplicate_total",
     "Redelivered events recognised by offset and not applied again.", registry=REGISTRY)
-STATE_CACHE = Counter(
-    "streamrec_worker_state_cache_total",
-    "User states read per batch: result=hit (the decoded state kept from the last write, the table holding "
-    "the same bytes) or miss (decoded from the table).", ["result"], registry=REGISTRY)
 EVENTS_REFETCHED = Counter(
     "streamrec_worker_events_refetched_total",
     "Events the stream skipped after a (re)start, read again from Kafka and processed in order.",

@@ -31,7 +31,6 @@ from stream.core.dead_letters import DeadLetter
 from stream.core.items import InvalidItem, parse_item
 from stream.core.records import Record
 from stream.core.state import UserState, max_state_bytes
-from stream.core.state_cache import StateCache
 from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
 from stream.core.trending import TrendingCounter
 from stream.errors import ConfigError, InvalidRecord
@@ -104,7 +103,6 @@ class Worker:
         # committed transactions (local state of an unclean stop is dropped, stream.runtime.local_state).
         self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history,
                                         rewrite_redelivered=settings.processing_guarantee != "exactly_once")
-        self.state_cache = StateCache(settings.state_cache_bytes)
         self.catalog_ready = asyncio.Event()
         self.users = UserVectors(settings.index_config())  # STREAMREC_INDEX_*; refuses a bad one at start-up
         self.catalog: dict[str, dict[str, Any]] = {}  # every item record seen, by item id
@@ -181,7 +179,6 @@ class Worker:
 
     async def _on_partitions_assigned(self, app: faust.App, assigned: Any, **_: Any) -> None:
         self.states.forget_key_counts()
-        self.state_cache.clear()  # recovery and standbys write the tables behind it (entries would only miss)
         events = self.events_topic.get_topic_name()
         forgotten = self.users.keep_partitions({tp.partition for tp in assigned if tp.topic == events})
         if forgotten:
@@ -442,19 +439,10 @@ class Worker:
 
         bad_states: list[tuple[Record, str, str]] = []
 
-        cache = self.state_cache
-
         def load_state(user_id: str, record: Record) -> UserState:
-            key = user_id.encode()
-            stored = self.states.get_raw(key, record.partition)
+            stored = self.states.get_raw(user_id.encode(), record.partition)
             if stored is None:
                 new_users.add(user_id)
-            cached = cache.take(key, stored)
-            if cached is not None:
-                metrics.STATE_CACHE.labels("hit").inc()
-                return cached
-            if stored is not None:
-                metrics.STATE_CACHE.labels("miss").inc()
             try:
                 return UserState.from_bytes(stored)
             except InvalidRecord as e:  # written to the changelog by another client: start the user afresh
@@ -481,7 +469,6 @@ class Worker:
                                       f"user state of {len(state)} bytes exceeds {limit}: not stored", now_ms)
                 continue
             self.states.put(key, state, update.record.partition, outbox, new=user_id in new_users)
-            cache.keep(key, state, update.state)
             if update.recommendation is not None:
                 update.recommendation.published_ms = int(time.time() * 1000)
                 value = update.recommendation.encode()
