@@ -19,6 +19,7 @@ app = faust.App(
     store="memory://",
     web_port=int(os.environ.get("NOOP_WEB_PORT", "6099")),
     web_host="127.0.0.1",
+    web_bind="127.0.0.1",  # loopback only: a benchmark child serves nobody
     consumer_auto_offset_reset="earliest",
     autodiscover=False,
 )

@@ -24,13 +24,18 @@ def machine() -> dict:
     return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version()}
 
 
-def bench_settings(bootstrap: str, root: Path, partitions: int, **overrides) -> Settings:
-    """Settings in a namespace of its own (topics, app id, state)."""
+def free_port() -> int:
+    """A loopback port nobody listens on now (the OS picks it, so parallel runs do not collide)."""
     from socket import socket
 
     with socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def bench_settings(bootstrap: str, root: Path, partitions: int, **overrides) -> Settings:
+    """Settings in a namespace of its own (topics, app id, state)."""
+    port = free_port()
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions,
                         app_id=prefix.rstrip("."), data_dir=root / prefix / "state",
