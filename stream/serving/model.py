@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -122,39 +122,54 @@ class ServingModel:
         return item_id in self.positions
 
     # --- catalogue ----------------------------------------------------------------
-    def add_items(self, items: Sequence[Mapping[str, Any]]) -> int:
+    def add_items(self, items: Sequence[Mapping[str, Any]] | Iterable[Sequence[Mapping[str, Any]]],
+                  chunked: bool = False) -> int:
         """Add or refresh catalogue records (cold start); returns how many items were new.
 
         New items get vectors from their content and enter the index at once;
-        known items only refresh their title.
+        known items only refresh their title. ``chunked``: ``items`` is an iterable of
+        record lists (a large catalogue decoded a chunk at a time, so its dicts never
+        all live at once); the index is still updated, or rebuilt, once at the end.
         """
-        fresh = [it for it in items if str(it["item_id"]) not in self.positions]
-        for it in items:
-            if it.get("title"):
-                self.titles[str(it["item_id"])] = str(it["title"])
-        if not fresh:
-            return 0
-        vecs = np.ascontiguousarray(self.content_encoder.encode_items(list(fresh)), dtype=np.float32)
+        chunks = items if chunked else [items]
         start = len(self.item_ids)
-        ids = np.arange(start, start + len(fresh), dtype=np.int64)
-        self._append_vectors(vecs)
-        live = len(self.positions) + len(fresh)
+        for chunk in chunks:
+            fresh: dict[str, Mapping[str, Any]] = {}
+            for it in chunk:
+                item_id = str(it["item_id"])
+                if it.get("title"):
+                    self.titles[item_id] = str(it["title"])
+                if item_id not in self.positions:
+                    fresh[item_id] = it  # the last record of an id repeated in one call wins
+            if not fresh:
+                continue
+            self._append_vectors(np.ascontiguousarray(self.content_encoder.encode_items(list(fresh.values())),
+                                                      dtype=np.float32))
+            for item_id in fresh:
+                self.positions[item_id] = len(self.item_ids)
+                self.item_ids.append(item_id)
+        added = len(self.item_ids) - start
+        if added:
+            self._index_new_rows(start)
+        return added
+
+    def _index_new_rows(self, start: int) -> None:
+        """Put rows ``start..`` (just appended) into the index: built, grown, or rebuilt at the
+        kind the settings choose for the new size."""
+        ids = np.arange(start, len(self.item_ids), dtype=np.int64)
+        vecs = self.vectors[start:]
         if self.index is None:
-            self.index = build_index(vecs, ids, self.index_config)
-        elif _KIND_ORDER.index(self.index_config.resolve_kind(live)) > _KIND_ORDER.index(self.index.kind):
+            self.index = build_index(np.ascontiguousarray(vecs), ids, self.index_config)
+        elif _KIND_ORDER.index(self.index_config.resolve_kind(len(self.positions))) > _KIND_ORDER.index(self.index.kind):
             # Grown past what its kind is for (a flat index of a trained version's items taking a
             # large catalogue in): rebuilt at the kind the settings choose for the new size.
-            kept = np.fromiter(self.positions.values(), dtype=np.int64, count=len(self.positions))
-            every = np.concatenate([np.sort(kept), ids])
+            every = np.sort(np.fromiter(self.positions.values(), dtype=np.int64, count=len(self.positions)))
             before = self.index.kind
             self.index = build_index(np.ascontiguousarray(self.vectors[every]), every, self.index_config)
-            log.info("index rebuilt for the catalogue's size kind=%s->%s items=%d", before, self.index.kind, live)
+            log.info("index rebuilt for the catalogue's size kind=%s->%s items=%d", before, self.index.kind,
+                     len(every))
         else:
-            self.index.add(vecs, ids)
-        for offset, it in enumerate(fresh):
-            self.item_ids.append(str(it["item_id"]))
-            self.positions[str(it["item_id"])] = start + offset
-        return len(fresh)
+            self.index.add(np.ascontiguousarray(vecs), ids)
 
     def _append_vectors(self, vecs: np.ndarray) -> None:
         # Doubling capacity: adding a catalogue a batch at a time costs O(n), not O(n^2) copies. Rows
@@ -360,10 +375,13 @@ def model_from_artifact(artifacts_dir: str | Path, version: str, *, key: bytes |
         raise ArtifactError(f"{path}: {len(ids)} item ids, vectors {vectors.shape}, index of {len(index)} "
                             f"at dim={index.dim}: they must agree (index ids 0..n-1)", "size_mismatch")
 
+    trained_items = len(ids)  # the towers' id table; items added later sit at positions past it
+
     def encode_users(positions: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
-        # The towers learn from positives (skips only exclude items); one batched
-        # forward pass for the whole micro-batch.
-        histories = [p[w > 0] for p, w in zip(positions, weights)]
+        # The towers learn from positives (skips only exclude items); one batched forward
+        # pass for the whole micro-batch. Items published after training have no id in the
+        # towers: left out of their input (still excluded from what is recommended).
+        histories = [p[(w > 0) & (p < trained_items)] for p, w in zip(positions, weights)]
         out = np.full((len(histories), vectors.shape[1]), np.nan, dtype=np.float32)
         rows = [r for r, h in enumerate(histories) if len(h)]
         if rows:

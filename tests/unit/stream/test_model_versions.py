@@ -21,6 +21,7 @@ from models.artifacts import ArtifactError, save_artifact
 from models.train.config import TrainConfig
 from models.train.demo import demo_split
 from models.train.loop import train_two_tower
+from stream.core.items import parse_item
 from stream.core.records import Record
 from stream.runtime import metrics
 from stream.runtime.worker import Worker
@@ -163,12 +164,13 @@ def test_without_a_key_unsigned_versions_load_and_checksums_still_count(artifact
 
 def test_items_taken_down_and_catalogue_changes_during_the_load_reach_the_new_version(artifacts: Path) -> None:
     worker = make_worker(artifacts)
-    worker.catalog = {"new-1": {"item_id": "new-1", "title": "Fresh", "tags": ["jazz"]}}
+    worker.catalog = {"new-1": parse_item({"item_id": "new-1", "title": "Fresh", "tags": ["jazz"]}).encode()}
     known = json.loads((artifacts / "good" / "items.json").read_text())
     worker._deleted = {known[0]}
     start(worker, [announcement(0, "good")])
     model = worker.holder.current
     assert model.has_item("new-1") and not model.has_item(known[0]) and model.has_item(known[1])
+    assert model.titles["new-1"] == "Fresh"
 
 
 def test_model_from_artifact_refuses_an_index_that_disagrees_with_the_ids(artifacts: Path, trained) -> None:
@@ -191,3 +193,22 @@ def test_model_from_artifact_serves_a_good_version(artifacts: Path) -> None:
     model = model_from_artifact(artifacts, "good", key=KEY.encode())
     assert model.model_version == "good" and model.n_items == len(model.index.ids())
     assert bootstrap_model([]).model_version == "content-v0"
+
+
+def test_a_trained_version_serves_users_whose_history_holds_items_it_was_not_trained_on(artifacts: Path) -> None:
+    # Items published after training get content vectors and positions past the towers' id table:
+    # a history holding one crashed the batch (an id-embedding lookup out of range), and the
+    # redelivered batch crashed the restarted worker again.
+    from stream.core.state import UserState, apply_event
+
+    model = model_from_artifact(artifacts, "good", key=KEY.encode())
+    trained_item = model.item_ids[0]
+    assert model.add_items([{"item_id": "cold-1", "title": "New", "tags": ["jazz"]}]) == 1
+    only_cold, mixed = UserState(), UserState()
+    apply_event(only_cold, "cold-1", "play", 1_000, None, 0, 50)
+    for offset, item in enumerate([trained_item, "cold-1"]):
+        apply_event(mixed, item, "play", 2_000 + offset, None, offset, 50)
+    history = model.histories([only_cold.history, mixed.history, [[trained_item, "play", 1, 1.0]]])
+    vectors = model.vectors_of(history)
+    assert vectors[0] is None  # nothing the towers know: served trending items, as a new user is
+    np.testing.assert_allclose(vectors[1], vectors[2], atol=1e-6)  # the cold item is left out of the tower's input
