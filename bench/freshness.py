@@ -68,6 +68,16 @@ def percentiles(values: list[float]) -> dict[str, float]:
         "max_ms": round(float(a.max()), 2), "mean_ms": round(float(a.mean()), 2)}
 
 
+def slowest_seconds(received: list[tuple[dict, float]], started_ms: float, top: int = 5) -> list[dict]:
+    """The seconds of the run (from the first event offered) with the slowest recommendation: where a tail comes from."""
+    worst: dict[int, float] = {}
+    for r, _ in received:
+        second = int((r["event_timestamp_ms"] - started_ms) // 1000)
+        worst[second] = max(worst.get(second, 0.0), r["published_ms"] - r["event_timestamp_ms"])
+    ranked = sorted(worst.items(), key=lambda kv: -kv[1])[:top]
+    return [{"second": s, "max_ms": round(ms, 1)} for s, ms in ranked]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap server(s).")
@@ -106,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         applied_before = worker.metric("streamrec_worker_events_applied_total")
         cpu_before, _ = process_usage(worker.proc.pid)
         with EventProducer(settings) as producer:
-            started = time.perf_counter()
+            started, started_ms = time.perf_counter(), time.time() * 1000
             for i, (e, u) in enumerate(zip(events, users)):
                 delay = started + i / args.rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
                 producer.send({**e, "user_id": u, "timestamp_ms": int(time.time() * 1000)})
             producer.flush()
+            queue_ms = producer.queue_time_ms()
             offered = n / (time.perf_counter() - started)
         time.sleep(3.0)
         cpu_after, rss = process_usage(worker.proc.pid)
@@ -143,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          "topic_partitions", "processing_guarantee")},
         **percentiles(worker_side),
         "end_to_end": percentiles(end_to_end),
+        "slowest_seconds": slowest_seconds(received, started_ms),
+        "producer_queue_ms": queue_ms,
     }
     print(f"\n{'':<34}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     print(f"{'event -> recommendation published':<34}{result['p50_ms']:>9}{result['p95_ms']:>9}{result['p99_ms']:>9}")
@@ -150,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'event -> recommendation consumed':<34}{e2e['p50_ms']:>9}{e2e['p95_ms']:>9}{e2e['p99_ms']:>9}")
     print(f"worker CPU {result['worker_cpu_us_per_event']:.1f} us/event, RSS {rss / 2**20:,.0f} MiB; "
           f"{args.model} model ({served['model_version']}), {len(data.items):,} items, {served['index_kind']} index")
+    print(f"the bench's producer held records {queue_ms['avg']:.1f} ms on average (max {queue_ms['max']:.1f})")
+    print("slowest seconds: " + ", ".join(f"{w['second']}s {w['max_ms']:.0f} ms" for w in result["slowest_seconds"]))
     print(f"offered {offered:,.0f} events/s for {seconds:.0f}s; {len(received)} recommendations "
           f"({result['machine']['cores']} cores, {result['machine']['cpu']})")
     write_json(args.out, result)

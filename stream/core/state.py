@@ -91,7 +91,7 @@ class UserState:
         if raw is None:
             return cls()
         try:
-            data = _loads(raw)
+            data = loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise InvalidRecord("bad_state", f"stored user state is not JSON: {str(e)[:100]}") from e
         if not data:
@@ -164,7 +164,8 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _loads(raw: bytes | bytearray | memoryview | str) -> Any:
+def loads(raw: bytes | bytearray | memoryview | str) -> Any:
+    """JSON through orjson, the stdlib for what only it reads (NaN, say): what :func:`dumps` wrote."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:  # what only the stdlib reads (NaN, say): read it as before

@@ -132,6 +132,14 @@ class EventProducer:
     def close(self, timeout: float | None = 30.0) -> None:
         self._producer.close(timeout=timeout)
 
+    def queue_time_ms(self) -> dict[str, float]:
+        """How long sent records waited in this client before going to the broker (kafka-python's
+        ``record-queue-time-avg``/``-max`` of its recent window, ms): a benchmark's own producer
+        delay, which freshness measured from ``send()`` includes."""
+        metrics = self._producer.metrics().get("producer-metrics", {})
+        return {"avg": float(metrics.get("record-queue-time-avg", 0.0) or 0.0),
+                "max": float(metrics.get("record-queue-time-max", 0.0) or 0.0)}
+
     def __enter__(self) -> EventProducer:
         return self
 

@@ -17,7 +17,7 @@ import gc
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import faiss
 import faust
@@ -30,7 +30,7 @@ from stream.core.codec import check_id
 from stream.core.dead_letters import DeadLetter
 from stream.core.items import InvalidItem, parse_item
 from stream.core.records import Record
-from stream.core.state import UserState, max_state_bytes
+from stream.core.state import UserState, loads, max_state_bytes
 from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
 from stream.core.trending import TrendingCounter
 from stream.errors import ConfigError, InvalidRecord
@@ -90,6 +90,12 @@ def limit_worker_thread_pools() -> None:
     limit_thread_pools()
 
 
+def catalog_chunks(items: list[bytes], size: int = 20_000) -> Iterator[list[dict[str, Any]]]:
+    """The catalogue's records (canonical JSON, see ``Worker.catalog``) decoded ``size`` at a time."""
+    for start in range(0, len(items), size):
+        yield [loads(raw) for raw in items[start:start + size]]
+
+
 class Worker:
     """Registers the agent, table, feeds and timers of the worker on a Faust app."""
 
@@ -105,7 +111,9 @@ class Worker:
                                         rewrite_redelivered=settings.processing_guarantee != "exactly_once")
         self.catalog_ready = asyncio.Event()
         self.users = UserVectors(settings.index_config())  # STREAMREC_INDEX_*; refuses a bad one at start-up
-        self.catalog: dict[str, dict[str, Any]] = {}  # every item record seen, by item id
+        # Every live item record, by item id, as its canonical JSON bytes: a version loads with the
+        # whole catalogue, and at 10^6 items dicts took ~1.2 KB each against ~0.3 KB of bytes.
+        self.catalog: dict[str, bytes] = {}
         self._loading: str | None = None
         # Room under max.message.bytes for the key and the record batch's header.
         self.max_output_bytes = settings.topic_max_message_bytes - 2048
@@ -217,13 +225,14 @@ class Worker:
                     self.catalog.pop(item_id, None)
                     removed.append(item_id)
                     continue
-                item = parse_item(record.value).to_dict()
+                parsed = parse_item(record.value)
             except (InvalidRecord, UnicodeDecodeError) as e:
                 reason, detail = (e.reason, e.detail) if isinstance(e, InvalidRecord) else ("bad_key", str(e))
                 rejected.append((record, reason, f"catalogue record refused: {detail}"))
                 continue
-            self.catalog[item["item_id"]] = upserts[item["item_id"]] = item
-            self._deleted.discard(item["item_id"])
+            upserts[parsed.item_id] = parsed.to_dict()
+            self.catalog[parsed.item_id] = parsed.encode()
+            self._deleted.discard(parsed.item_id)
         self._deleted.update(removed)
         if rejected:
             await self._dead_letter_feed(ITEMS, rejected)
@@ -281,8 +290,7 @@ class Worker:
         self._catalog_read.set()
         await self._wait_for_first_version()  # a trained version that verifies serves from the first event on
         if self.holder.current is None:
-            model = await asyncio.to_thread(bootstrap_model, list(self.catalog.values()),
-                                            index_config=self.settings.index_config())
+            model = await asyncio.to_thread(self._bootstrap, list(self.catalog.values()))
             if self.holder.current is None:  # a walk past its wait may have served a version meanwhile
                 self._serve(model)
         self.catalog_ready.set()
@@ -383,7 +391,7 @@ class Worker:
             self._catalog_changes.clear()
         return model
 
-    def _load_version(self, announcement: ModelAnnouncement, items: list[dict[str, Any]],
+    def _load_version(self, announcement: ModelAnnouncement, items: list[bytes],
                       deleted: set[str]) -> ServingModel:
         """Load and verify an announced version in a thread, with ``items`` added and ``deleted`` taken down.
 
@@ -401,9 +409,15 @@ class Worker:
         gone = [item_id for item_id in deleted if model.has_item(item_id)]
         if gone:
             model.remove_items(gone)
-        model.add_items(items)
+        model.add_items(catalog_chunks(items), chunked=True)
         log.info("model version loaded version=%s signed=%s items=%d seconds=%.2f", version,
                  "checked" if key is not None else "unchecked", len(model.positions), time.perf_counter() - started)
+        return model
+
+    def _bootstrap(self, items: list[bytes]) -> ServingModel:
+        """The ``content-v0`` version over ``items`` (a snapshot of the catalogue), built in a thread."""
+        model = bootstrap_model([], index_config=self.settings.index_config())
+        model.add_items(catalog_chunks(items), chunked=True)
         return model
 
     def _serve(self, model: ServingModel) -> None:

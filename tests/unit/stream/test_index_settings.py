@@ -71,3 +71,25 @@ def test_vectors_grow_by_doubling_not_by_copying_every_batch():
         stores.add(id(model._store))
     assert model.vectors.shape == (3000, 8) and len(stores) <= 4  # 1024 -> 2048 -> 4096, not 300 copies
     np.testing.assert_allclose(model.vectors[2990:], model.content_encoder.encode_items(items[2990:]), atol=1e-6)
+
+
+def test_a_catalogue_added_a_chunk_at_a_time_builds_its_index_once_at_its_final_kind(monkeypatch):
+    # The worker decodes a large catalogue a chunk at a time (stream.runtime.worker.catalog_chunks):
+    # built chunk by chunk, a million items would go flat -> HNSW -> IVF, a full build each time.
+    import stream.serving.model as serving_model
+    from stream.core.items import parse_item
+    from stream.runtime.worker import catalog_chunks
+
+    items = generate_demo_dataset(n_users=5, n_items=300, events_per_user=2, seed=1).items
+    builds = []
+    real_build = serving_model.build_index
+    monkeypatch.setattr(serving_model, "build_index",
+                        lambda v, ids, config: builds.append(len(ids)) or real_build(v, ids, config))
+    config = IndexConfig(auto_flat_max=50, auto_hnsw_max=10_000)
+    chunked = bootstrap_model([], dim=16, index_config=config)
+    stored = [parse_item(it).encode() for it in items] + [parse_item(items[7]).encode()]  # an id twice
+    assert chunked.add_items(catalog_chunks(stored, size=40), chunked=True) == 300
+    assert builds == [300] and isinstance(chunked.index, HnswIndex) and len(chunked.index) == 300
+    whole = bootstrap_model(items, dim=16, index_config=config)  # the same items in one list
+    assert chunked.item_ids == whole.item_ids and chunked.titles == whole.titles
+    np.testing.assert_allclose(chunked.vectors, whole.vectors, atol=1e-6)
