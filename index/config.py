@@ -38,7 +38,8 @@ class IndexConfig:
         auto_ivfpq_min: with ``kind="auto"``, catalogues from this size use IVF-PQ.
         hnsw_m: HNSW graph degree ``M`` (memory grows by about 8*M bytes per item).
         hnsw_ef_construction: HNSW candidate list size while inserting.
-        hnsw_ef_search: HNSW candidate list size while searching (raised to ``k`` when smaller).
+        hnsw_ef_search: HNSW candidate list size while searching (raised to ``k`` when smaller);
+            ``None`` sizes it to each search, ``max(64, 2*k)`` (see :meth:`hnsw_ef`).
         hnsw_compact_ratio: rebuild the HNSW graph once this share of its nodes are
             tombstones (removed or replaced items); ``1.0`` disables automatic compaction.
         ivf_nlist: number of IVF lists; ``None`` picks a power of two near ``4*sqrt(n)``,
@@ -63,7 +64,7 @@ class IndexConfig:
     auto_ivfpq_min: int = 10_000_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 128
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int | None = None
     hnsw_compact_ratio: float = 0.25
     ivf_nlist: int | None = None
     ivf_nprobe: int = 48
@@ -81,7 +82,7 @@ class IndexConfig:
         if self.device not in _DEVICES:
             raise ConfigError(f"device={self.device!r} is not one of {_DEVICES}")
         positive = (
-            "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe",
+            "hnsw_m", "hnsw_ef_construction", "ivf_nprobe",
             "ivf_train_per_list", "pq_nbits", "pq_train_size", "pq_niter",
         )  # fmt: skip
         for name in positive:
@@ -92,7 +93,7 @@ class IndexConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name}={value!r} must be a non-negative int")
-        for name in ("ivf_nlist", "pq_m"):
+        for name in ("ivf_nlist", "pq_m", "hnsw_ef_search"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} must be None or a positive int")
@@ -100,6 +101,17 @@ class IndexConfig:
             raise ConfigError(f"hnsw_compact_ratio={self.hnsw_compact_ratio!r} must be in (0, 1]")
         if self.pq_nbits > 16:
             raise ConfigError(f"pq_nbits={self.pq_nbits} must be at most 16")
+
+    def hnsw_ef(self, k: int) -> int:
+        """efSearch for a search of ``k`` results: the setting raised to ``k``, else ``max(64, 2*k)``.
+
+        One fixed value cannot suit every ``k``: 128 held recall@100 at 0.95 in
+        ``bench/retrieval.py``, but the worker searches k=10 plus what it excludes, where
+        64 gave recall@10 0.981 against 0.998 at 0.61x the search time (100,000 items, bench/README.md).
+        """
+        if self.hnsw_ef_search is not None:
+            return max(self.hnsw_ef_search, k)
+        return max(64, 2 * k)
 
     def resolve_kind(self, n: int) -> ResolvedKind:
         """The index type used for a catalogue of ``n`` items."""

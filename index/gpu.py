@@ -196,7 +196,7 @@ def cagra_replica(vectors: np.ndarray, labels: np.ndarray, config: IndexConfig) 
     def params_for_k(k: int) -> Any:
         params = faiss.SearchParametersCagra()
         # itopk_size plays efSearch's part and must hold k; cuVS wants a multiple of 32.
-        params.itopk_size = -(-max(k, config.hnsw_ef_search) // 32) * 32
+        params.itopk_size = -(-config.hnsw_ef(k) // 32) * 32
         return params
 
     return GpuReplica(

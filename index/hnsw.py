@@ -39,7 +39,7 @@ class HnswIndex(VectorIndex):
     def _new_graph(self) -> Any:
         graph = faiss.IndexHNSWFlat(self._dim, self._config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = self._config.hnsw_ef_construction
-        graph.hnsw.efSearch = self._config.hnsw_ef_search
+        graph.hnsw.efSearch = self._config.hnsw_ef(10)  # searches pass their own (hnsw_ef(k))
         return faiss.IndexIDMap(graph)
 
     def _build(self, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -60,11 +60,11 @@ class HnswIndex(VectorIndex):
         return f"IDMap,HNSW{self._config.hnsw_m},Flat"
 
     def search_params(self) -> dict[str, int]:
-        return {"efSearch": self._config.hnsw_ef_search}
+        return {"efSearch_k10": self._config.hnsw_ef(10), "efSearch_k100": self._config.hnsw_ef(100)}
 
     def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         params = faiss.SearchParametersHNSW()
-        params.efSearch = max(self._config.hnsw_ef_search, k)
+        params.efSearch = self._config.hnsw_ef(k)
         bits = None
         if exclude is not None and exclude.size:
             keep = self._alive.copy()

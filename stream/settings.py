@@ -158,7 +158,8 @@ class Settings(BaseSettings):
                                                    description="HNSW candidate list size while inserting.")
     index_hnsw_ef_search: int | None = Field(default=None, ge=1,
                                              description="HNSW candidate list size while searching (efSearch; "
-                                                         "raised to k when smaller).")
+                                                         "raised to k when smaller; unset: max(64, 2k) "
+                                                         "for a search of k).")
     index_hnsw_compact_ratio: float | None = Field(default=None, gt=0.0, le=1.0,
                                                    description="Rebuild the HNSW graph once this share of its nodes "
                                                                "are tombstones (1 disables it).")

@@ -67,3 +67,12 @@ def test_dict_round_trip_and_unknown_keys() -> None:
     assert IndexConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="unknown"):
         IndexConfig.from_dict({"kind": "flat", "colour": "blue"})
+
+
+def test_hnsw_ef_search_is_sized_to_each_search_unless_set():
+    auto = IndexConfig()
+    assert [auto.hnsw_ef(k) for k in (1, 10, 32, 74, 100)] == [64, 64, 64, 148, 200]
+    fixed = IndexConfig(hnsw_ef_search=128)
+    assert [fixed.hnsw_ef(k) for k in (10, 100, 300)] == [128, 128, 300]  # raised to k, never below it
+    with pytest.raises(ConfigError):
+        IndexConfig(hnsw_ef_search=0)
