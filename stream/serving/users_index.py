@@ -27,7 +27,9 @@ class UserVectors:
         self._index = None
         self._dim: int | None = None
         self._pending: dict[int, np.ndarray] = {}  # id -> newest vector not yet in the index
-        self._partition: dict[int, int] = {}  # id -> events-topic partition the user was last seen on
+        # id -> events-topic partition the user was last seen on (-1: none given, -2: forgotten);
+        # an array that grows by doubling: a dict of a million ints took ~100 MB.
+        self._partition = np.full(1024, -1, dtype=np.int32)
 
     def __len__(self) -> int:
         self._flush()
@@ -42,28 +44,35 @@ class UserVectors:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self._dim != vectors.shape[1]:
             self._ids, self._names, self._index, self._dim = {}, [], None, vectors.shape[1]
-            self._pending, self._partition = {}, {}
+            self._pending, self._partition = {}, np.full(1024, -1, dtype=np.int32)
+        uids = []
         for row, user in enumerate(user_ids):
             if user not in self._ids:
                 self._ids[user] = len(self._names)
                 self._names.append(user)
             uid = self._ids[user]
             self._pending[uid] = vectors[row]
-            if partitions is not None:
-                self._partition[uid] = partitions[row]
+            uids.append(uid)
+        if len(self._names) > self._partition.size:
+            grown = np.full(max(2 * self._partition.size, len(self._names)), -1, dtype=np.int32)
+            grown[:self._partition.size] = self._partition
+            self._partition = grown
+        if partitions is not None:
+            self._partition[np.asarray(uids, dtype=np.int64)] = np.asarray(partitions, dtype=np.int32)
 
     def keep_partitions(self, partitions: set[int]) -> int:
         """Forget the users of every other partition (the worker gave them up: their owner answers
         for them now); returns how many were forgotten."""
-        gone = [uid for uid, p in self._partition.items() if p not in partitions]
-        if not gone:
+        seen = self._partition[:len(self._names)]
+        gone = np.flatnonzero((seen >= 0) & ~np.isin(seen, np.fromiter(partitions, dtype=np.int32)))
+        if not gone.size:
             return 0
-        for uid in gone:
-            del self._partition[uid]
+        seen[gone] = -2
+        for uid in gone.tolist():
             self._pending.pop(uid, None)
             del self._ids[self._names[uid]]
         if self._index is not None:
-            self._index.remove(np.asarray(gone, dtype=np.int64))
+            self._index.remove(gone.astype(np.int64))
         return len(gone)
 
     def _flush(self) -> None:

@@ -35,3 +35,16 @@ def test_users_of_partitions_given_up_are_forgotten():
     assert len(users) == 2 and users.keep_partitions({0, 2}) == 0
     users.upsert(["bob"], unit(1, 0, 0)[None], [2])  # bob back, on a partition kept
     assert {u for u, _ in users.similar("ann", unit(1, 0, 0), 5)} == {"bob", "cy"}
+
+
+def test_forgetting_partitions_holds_for_thousands_of_users():
+    # Partitions are kept in an array that grows by doubling (1024 slots to start).
+    users = UserVectors()
+    names = [f"u{i}" for i in range(3000)]
+    vectors = np.random.default_rng(0).standard_normal((3000, 4)).astype(np.float32)
+    users.upsert(names[:2000], vectors[:2000], [i % 4 for i in range(2000)])
+    users.upsert(names[2000:], vectors[2000:], [i % 4 for i in range(2000, 3000)])
+    users.upsert(["u1"], vectors[1][None], [0])  # moved from partition 1 to 0: kept below
+    assert users.keep_partitions({0, 2}) == 1499 and len(users) == 1501
+    found = {u for u, _ in users.similar("x", vectors[3], 3000)}
+    assert found == {n for i, n in enumerate(names) if i % 2 == 0} | {"u1"}
