@@ -197,18 +197,20 @@ class VectorIndex(ABC):
         extra = np.where(sizes[small] > 0, 2 ** np.ceil(np.log2(np.maximum(sizes[small], 1))), 0).astype(np.int64)
         for fetch_extra in np.unique(extra):
             rows = small[extra == fetch_extra]
-            d, i = self._search_any(q[rows], k + int(fetch_extra), None)
+            d, i = self._search_any(q[rows], k + int(fetch_extra), None, wanted=k)
             if fetch_extra:
                 i[_pairs_in(rows, i, owner, flat)] = NO_ID
             _place(scores, found, rows, d, i, k)
 
-    def _search_any(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Search on the GPU replica when usable, else on the CPU master."""
+    def _search_any(self, q: np.ndarray, k: int, exclude: np.ndarray | None,
+                    wanted: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Search on the GPU replica when usable, else on the CPU master. ``wanted``: how many of the
+        ``k`` fetched are asked for (the rest is over-fetch for exclusions; see HNSW's efSearch)."""
         if exclude is None and self._device == "gpu":
             replica = self._current_replica()
             if replica is not None and k <= replica.max_k:
                 return replica.search(q, k)
-        return self._search_cpu(q, k, exclude)
+        return self._search_cpu(q, k, exclude, wanted)
 
     def warm_up(self) -> None:
         """Build the GPU replica now (no-op on the CPU) so the first search does not pay for it."""
@@ -310,7 +312,8 @@ class VectorIndex(ABC):
         """Build the master from validated input; return the registry slots (or None)."""
 
     @abstractmethod
-    def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None,
+                    wanted: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Search the CPU master: (scores (m, k), external ids (m, k) with -1 padding)."""
 
     # The defaults below serve faiss indexes that store external ids themselves

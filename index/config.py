@@ -106,8 +106,9 @@ class IndexConfig:
         """efSearch for a search of ``k`` results: the setting raised to ``k``, else ``max(64, 2*k)``.
 
         One fixed value cannot suit every ``k``: 128 held recall@100 at 0.95 in
-        ``bench/retrieval.py``, but the worker searches k=10 plus what it excludes, where
-        64 gave recall@10 0.981 against 0.998 at 0.61x the search time (100,000 items, bench/README.md).
+        ``bench/retrieval.py``, but the worker asks for k=10, where 64 gave recall@10 0.981
+        against 0.998 at 0.61x the search time (100,000 items, bench/README.md). A search that
+        over-fetches to drop excluded ids sizes it to the results asked for, raised to the fetch.
         """
         if self.hnsw_ef_search is not None:
             return max(self.hnsw_ef_search, k)

@@ -57,7 +57,8 @@ class FlatIndex(VectorIndex):
     def search_params(self) -> dict[str, int]:
         return {}
 
-    def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None,
+                    wanted: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         # IndexIDMap2 translates a selector on external ids to its positions.
         return self._index.search(q, k, params=exclude_params(exclude))
 

@@ -62,9 +62,11 @@ class HnswIndex(VectorIndex):
     def search_params(self) -> dict[str, int]:
         return {"efSearch_k10": self._config.hnsw_ef(10), "efSearch_k100": self._config.hnsw_ef(100)}
 
-    def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None,
+                    wanted: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         params = faiss.SearchParametersHNSW()
-        params.efSearch = self._config.hnsw_ef(k)
+        # Sized to the results asked for; over-fetch for exclusions only has to fit in the list.
+        params.efSearch = max(self._config.hnsw_ef(wanted or k), k)
         bits = None
         if exclude is not None and exclude.size:
             keep = self._alive.copy()

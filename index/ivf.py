@@ -69,7 +69,8 @@ class IvfFlatIndex(VectorIndex):
     def search_params(self) -> dict[str, int]:
         return {"nprobe": self._config.ivf_nprobe}
 
-    def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _search_cpu(self, q: np.ndarray, k: int, exclude: np.ndarray | None,
+                    wanted: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         params = faiss.SearchParametersIVF()
         params.nprobe = self._config.ivf_nprobe
         return self._index.search(q, k, params=exclude_params(exclude, params))
