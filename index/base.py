@@ -175,6 +175,49 @@ class VectorIndex(ABC):
                 self._search_excluding(q, k, [_as_id_array(e) for e in exclude], scores, found)
         return scores, found
 
+    def search_among(self, queries: np.ndarray, k: int, allowed: Collection[int] | np.ndarray,
+                     exclude: Sequence[Collection[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` per query among the ``allowed`` ids only (a filter, e.g. one category), never
+        an id of the row's ``exclude``: a faiss id selector inside the search, one query at a time.
+
+        Same return as :meth:`search`; a row has ``k`` results whenever ``k`` allowed ids are
+        held. Approximate kinds can miss some when the allowed set is a sliver of the index
+        (HNSW walks a graph of mostly rejected nodes, IVF probes lists that hold none): such a
+        row is searched again exhaustively over the allowed ids.
+        """
+        q = as_vectors(queries, dim=self._dim, name="queries")
+        k = as_k(k)
+        m = q.shape[0]
+        if exclude is not None and len(exclude) != m:
+            raise InvalidVectors(f"exclude has {len(exclude)} entries for {m} queries")
+        scores = np.full((m, k), NO_SCORE, dtype=np.float32)
+        found = np.full((m, k), NO_ID, dtype=np.int64)
+        allowed_ids = np.unique(_as_id_array(allowed))
+        with self._lock.read():
+            allowed_ids = allowed_ids[self._registry.contains(allowed_ids)] if allowed_ids.size else allowed_ids
+            for row in range(m):
+                chosen = allowed_ids
+                if exclude is not None and len(exclude[row]):
+                    chosen = np.setdiff1d(allowed_ids, _as_id_array(exclude[row]), assume_unique=False)
+                if not chosen.size:
+                    continue
+                want = min(k, int(chosen.size))
+                d, i = self._search_selected(q[row : row + 1], want, chosen)
+                if np.count_nonzero(i >= 0) < want:  # the approximate walk missed some: search exhaustively
+                    d, i = self._search_selected_exhaustive(q[row : row + 1], want, chosen)
+                got = i.shape[1]  # fewer columns than k when fewer are allowed: the rest stays padding
+                scores[row, :got], found[row, :got] = d[0], i[0]
+                _place(scores, found, np.array([row]), scores[row : row + 1].copy(), found[row : row + 1].copy(), k)
+        return scores, found
+
+    def _search_selected(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CPU search that returns only ``ids`` (sorted, held): external ids, like :meth:`_search_cpu`."""
+        raise NotImplementedError
+
+    def _search_selected_exhaustive(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_search_selected` that finds every allowed id (exact kinds: the same search)."""
+        return self._search_selected(q, k, ids)
+
     def _search_excluding(
         self, q: np.ndarray, k: int, excluded: list[np.ndarray], scores: np.ndarray, found: np.ndarray
     ) -> None:

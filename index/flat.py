@@ -27,6 +27,14 @@ __all__ = ["FlatIndex"]
 _DENSE_CELLS = 4_000_000
 
 
+def allow_params(ids: np.ndarray, params: Any = None) -> Any:
+    """SearchParameters whose selector accepts only the external ids in ``ids``."""
+    params = params if params is not None else faiss.SearchParameters()
+    params.sel = faiss.IDSelectorBatch(ids)
+    params._allowed = ids  # the selector copies them, but keep the array as long as the params
+    return params
+
+
 def exclude_params(exclude: np.ndarray | None, params: Any = None) -> Any:
     """SearchParameters whose selector rejects the external ids in ``exclude``.
 
@@ -61,6 +69,9 @@ class FlatIndex(VectorIndex):
                     wanted: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         # IndexIDMap2 translates a selector on external ids to its positions.
         return self._index.search(q, k, params=exclude_params(exclude))
+
+    def _search_selected(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._index.search(q, k, params=allow_params(ids))
 
     def _search_excluding(
         self, q: np.ndarray, k: int, excluded: list[np.ndarray], scores: np.ndarray, found: np.ndarray

@@ -81,6 +81,24 @@ class HnswIndex(VectorIndex):
         scores, pos = self._graph.search(q, k, params=params)
         return scores, labels_at(self._labels, pos)
 
+    def _search_selected(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.zeros(self._alive.size, dtype=bool)
+        keep[self._registry.slots(ids)] = True
+        keep &= self._alive
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = self._config.hnsw_ef(k)
+        bits = np.packbits(keep, bitorder="little")
+        params.sel = faiss.IDSelectorBitmap(bits)
+        scores, pos = self._graph.search(q, k, params=params)
+        return scores, labels_at(self._labels, pos)
+
+    def _search_selected_exhaustive(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        slots = self._registry.slots(ids)
+        vectors = faiss.downcast_index(self._graph.storage).reconstruct_batch(slots)
+        scores = vectors @ q[0]
+        top = np.argsort(-scores, kind="stable")[:k]
+        return scores[top][None, :].astype(np.float32), ids[top][None, :]
+
     def _add_items(self, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
         start = self._labels.size
         self._index.add_with_ids(vectors, ids)

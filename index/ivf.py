@@ -22,7 +22,7 @@ import numpy as np
 from index import gpu
 from index.base import VectorIndex
 from index.errors import InvalidVectors, ManifestError
-from index.flat import exclude_params
+from index.flat import allow_params, exclude_params
 
 __all__ = ["IvfFlatIndex", "IvfPqIndex"]
 
@@ -74,6 +74,16 @@ class IvfFlatIndex(VectorIndex):
         params = faiss.SearchParametersIVF()
         params.nprobe = self._config.ivf_nprobe
         return self._index.search(q, k, params=exclude_params(exclude, params))
+
+    def _search_selected(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = self._config.ivf_nprobe
+        return self._index.search(q, k, params=allow_params(ids, params))
+
+    def _search_selected_exhaustive(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = self._index.nlist  # every list: nothing allowed is left unvisited
+        return self._index.search(q, k, params=allow_params(ids, params))
 
     def _restore(self, faiss_index: Any, extras: dict[str, np.ndarray]) -> tuple[np.ndarray, None]:
         index = faiss_index  # read_index already returns the concrete type, and owns it
