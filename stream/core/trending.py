@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from typing import Callable
 
 
 class TrendingCounter:
@@ -52,8 +53,14 @@ class TrendingCounter:
         self._scores = {k: v * factor for k, v in self._scores.items() if v * factor > 1e-9}
         self._ref_ms = now_ms
 
-    def top(self, k: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, float]]:
-        """The ``k`` items with the highest decayed counts, ``exclude`` left out; scores relative."""
+    def top(self, k: int, exclude: set[str] | frozenset[str] = frozenset(),
+            keep: Callable[[str], bool] | None = None) -> list[tuple[str, float]]:
+        """The ``k`` items with the highest decayed counts, ``exclude`` left out (and, with ``keep``,
+        only the items it accepts: a query-time filter); scores relative."""
+        if keep is not None:  # a filter: ranked over every counted item it accepts, not the cached head
+            ranked = heapq.nlargest(k, ((i, s) for i, s in self._scores.items() if i not in exclude and keep(i)),
+                                    key=lambda kv: kv[1])
+            return [(item, score / ranked[0][1]) for item, score in ranked] if ranked else []
         # Ranked once after a change and reused: a batch adds first, then asks many times.
         if self._ranked is None or len(self._ranked) < min(len(self._scores), k + len(exclude)):
             depth = max(256, 4 * (k + len(exclude)))

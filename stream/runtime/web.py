@@ -1,10 +1,15 @@
 """HTTP API served by each worker (Faust web views).
 
-``GET /recommendations/{user_id}?k=``  the user's recommendation (routed to the worker owning the user)
-``GET /items/{item_id}/similar?k=``    nearest items (e-commerce "similar items")
+``GET /recommendations/{user_id}?k=&category=&exclude=``  the user's recommendation (routed to the worker owning the user)
+``GET /items/{item_id}/similar?k=&category=&exclude=``    nearest items (e-commerce "similar items")
 ``GET /users/{user_id}/similar?k=``    users with the nearest embeddings (social: friend suggestions)
 ``GET /healthz``                       200 when the catalogue and a model are loaded, else 503
 ``GET /metrics``                       Prometheus exposition
+
+Filters, applied inside retrieval so ``k`` results come back whenever ``k`` items match:
+``category=C`` keeps the items of one catalogue category (a category no live item has is a
+400 that says so); ``exclude=i1,i2`` leaves those ids out (at most ``MAX_EXCLUDE``; ids not in
+the catalogue change nothing).
 
 Errors are JSON ``{"error": ..., "status": ...}``: 400 for a bad parameter, 404 for an unknown id
 or path, 401 without the API token.
@@ -108,6 +113,29 @@ def parse_id(name: str, value: str) -> str:
         raise BadRequest(e.detail) from e
 
 
+MAX_EXCLUDE = 1_000  # ids in one ``exclude`` parameter
+
+
+def parse_filters(request: Request, model: Any) -> tuple[Any, list[str]]:
+    """The ``category`` and ``exclude`` query parameters: (the allowed item positions or ``None``,
+    the ids to leave out); raises :class:`BadRequest`."""
+    allowed = None
+    category = request.query.get("category")
+    if category is not None:
+        category = parse_id("category", category)
+        allowed = model.in_category(category)
+        if not allowed.size:
+            raise BadRequest(f"category {category!r} is not in the catalogue")
+    raw = request.query.get("exclude")
+    exclude: list[str] = []
+    if raw:
+        parts = raw.split(",")
+        if len(parts) > MAX_EXCLUDE:
+            raise BadRequest(f"exclude takes at most {MAX_EXCLUDE} item ids, got {len(parts)}")
+        exclude = [parse_id("exclude", p) for p in parts if p]
+    return allowed, exclude
+
+
 def register_views(app: faust.App, worker: Worker) -> None:
     """Add the API's pages to ``app``."""
     # Here, not at the top: create_app imports this module for api_middlewares, and these
@@ -153,10 +181,12 @@ def register_views(app: faust.App, worker: Worker) -> None:
             user_id = parse_id("user_id", user_id)
             k = parse_k(request, settings.top_k, settings.max_k)
             model = model_or_503(self)
+            allowed, exclude = parse_filters(request, model)
             state = worker.state_of(user_id)
             if state is None:
                 return error(self, 404, f"unknown user {user_id!r}")
-            [recommendation], _ = worker.processor.recommend(model, [user_id], [state], k, int(time.time() * 1000))
+            [recommendation], _ = worker.processor.recommend(model, [user_id], [state], k, int(time.time() * 1000),
+                                                             allowed=allowed, exclude_items=exclude)
             return self.json({**recommendation.to_dict(), "history_length": len(state.history)})
 
     @app.page("/items/{item_id}/similar")
@@ -168,9 +198,10 @@ def register_views(app: faust.App, worker: Worker) -> None:
             item_id = parse_id("item_id", item_id)
             k = parse_k(request, settings.top_k, settings.max_k)
             model = model_or_503(self)
+            allowed, exclude = parse_filters(request, model)
             if not model.has_item(item_id):
                 return error(self, 404, f"unknown item {item_id!r}")
-            similar = model.similar_items(item_id, k)
+            similar = model.similar_items(item_id, k, exclude, allowed)
             return self.json({
                 "item_id": item_id,
                 "items": [{"item_id": i, "score": round(s, 6), "title": model.titles.get(i)} for i, s in similar],

@@ -109,6 +109,9 @@ class ServingModel:
     def __post_init__(self) -> None:
         self.positions = {item: i for i, item in enumerate(self.item_ids)}
         self._store = self.vectors  # :attr:`vectors` is a view of its first rows; it grows by doubling
+        # Each position's category (a code of category_codes, -1: none), for query-time filters.
+        self.category_codes: dict[str, int] = {}
+        self._category = np.full(max(len(self.item_ids), 1024), -1, dtype=np.int32)
 
     @property
     def dim(self) -> int:
@@ -141,17 +144,47 @@ class ServingModel:
                     self.titles[item_id] = str(it["title"])
                 if item_id not in self.positions:
                     fresh[item_id] = it  # the last record of an id repeated in one call wins
+                else:
+                    self._category[self.positions[item_id]] = self._category_code(it.get("category"))
             if not fresh:
                 continue
             self._append_vectors(np.ascontiguousarray(self.content_encoder.encode_items(list(fresh.values())),
                                                       dtype=np.float32))
-            for item_id in fresh:
+            if len(self.item_ids) + len(fresh) > self._category.size:
+                grown = np.full(max(2 * self._category.size, len(self.item_ids) + len(fresh)), -1, dtype=np.int32)
+                grown[:self._category.size] = self._category
+                self._category = grown
+            for item_id, it in fresh.items():
+                self._category[len(self.item_ids)] = self._category_code(it.get("category"))
                 self.positions[item_id] = len(self.item_ids)
                 self.item_ids.append(item_id)
         added = len(self.item_ids) - start
         if added:
             self._index_new_rows(start)
         return added
+
+    def _category_code(self, category: Any) -> int:
+        if not category:
+            return -1
+        return self.category_codes.setdefault(str(category), len(self.category_codes))
+
+    def category_of(self, item_id: str) -> str | None:
+        """The category of a live item (``None``: none given, or the item is unknown)."""
+        position = self.positions.get(item_id)
+        if position is None:
+            return None
+        code = int(self._category[position])
+        return next((name for name, c in self.category_codes.items() if c == code), None) if code >= 0 else None
+
+    def in_category(self, category: str) -> np.ndarray:
+        """Positions of the live items of ``category``, sorted (empty: no such live item)."""
+        code = self.category_codes.get(category)
+        if code is None:
+            return np.zeros(0, dtype=np.int64)
+        found = np.flatnonzero(self._category[:len(self.item_ids)] == code).astype(np.int64)
+        if found.size and self.index is not None:
+            found = found[self.index.contains(found)]  # items taken down stay out
+        return found
 
     def _index_new_rows(self, start: int) -> None:
         """Put rows ``start..`` (just appended) into the index: built, grown, or rebuilt at the
@@ -229,15 +262,21 @@ class ServingModel:
 
     # --- retrieval ---------------------------------------------------------------
     def search_positions(
-        self, queries: np.ndarray, k: int, exclude: Sequence[np.ndarray | set[int]]
+        self, queries: np.ndarray, k: int, exclude: Sequence[np.ndarray | set[int]],
+        allowed: np.ndarray | None = None,
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Top-``k`` per query row, never an item position of the row's ``exclude``, best first:
-        per row the positions found and their scores (fewer than ``k`` when the catalogue runs out)."""
+        per row the positions found and their scores (fewer than ``k`` when the catalogue runs out).
+        ``allowed``: only these positions (a query-time filter, applied inside the search)."""
         if len(queries) == 0:
             return [], []
         if self.index is None:
             return [[] for _ in range(len(queries))], [[] for _ in range(len(queries))]
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, exclude=list(exclude))
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if allowed is not None:
+            scores, ids = self.index.search_among(q, k, allowed, exclude=list(exclude))
+        else:
+            scores, ids = self.index.search(q, k, exclude=list(exclude))
         ids_rows, score_rows = ids.tolist(), scores.tolist()
         for r, row in enumerate(ids_rows):
             if row and min(row) < 0:  # fewer than k found: padded with -1
@@ -280,10 +319,13 @@ class ServingModel:
             r0 = r1
         return out
 
-    def similar_items(self, item_id: str, k: int) -> list[tuple[str, float]]:
-        """The ``k`` items nearest to ``item_id`` (itself excluded). Raises ``KeyError`` if unknown."""
+    def similar_items(self, item_id: str, k: int, exclude: Sequence[str] = (),
+                      allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The ``k`` items nearest to ``item_id`` (itself and ``exclude`` left out; with ``allowed``,
+        only those positions). Raises ``KeyError`` if ``item_id`` is unknown."""
         position = self.positions[item_id]
-        found, scores = self.search_positions(self.vectors[position][None, :], k, [np.array([position])])
+        left_out = np.array([position, *(self.positions[i] for i in exclude if i in self.positions)], dtype=np.int64)
+        found, scores = self.search_positions(self.vectors[position][None, :], k, [left_out], allowed)
         return [(self.item_ids[p], s) for p, s in zip(found[0], scores[0])]
 
 
@@ -293,21 +335,18 @@ def bootstrap_model(items: Sequence[Mapping[str, Any]], dim: int = 64, index_con
 
     ``index_config`` (default ``IndexConfig()``) builds its index, now or when the first items come.
     """
-    encoder = HashedContentEncoder(dim=dim)
-    ids = [str(it["item_id"]) for it in items]
-    vectors = encoder.encode_items(list(items)) if items else np.zeros((0, dim), dtype=np.float32)
-    config = index_config or IndexConfig()
-    index = build_index(vectors, np.arange(len(ids), dtype=np.int64), config) if ids else None
-    return ServingModel(
+    model = ServingModel(
         model_version=BOOTSTRAP_VERSION,
         index_version=f"{BOOTSTRAP_VERSION}-{int(time.time())}",
-        item_ids=ids,
-        vectors=vectors,
-        index=index,
-        content_encoder=encoder,
-        titles={str(it["item_id"]): str(it.get("title", "")) for it in items if it.get("title")},
-        index_config=config,
+        item_ids=[],
+        vectors=np.zeros((0, dim), dtype=np.float32),
+        index=None,
+        content_encoder=HashedContentEncoder(dim=dim),
+        index_config=index_config or IndexConfig(),
     )
+    if items:
+        model.add_items(items)
+    return model
 
 
 class ModelHolder:

@@ -140,18 +140,27 @@ class BatchProcessor:
             updates[user].recommendation = rec
 
     def recommend(self, model: ServingModel, users: Sequence[str], states: Sequence[UserState], k: int,
-                  now_ms: int) -> tuple[list[Recommendation], list[np.ndarray | None]]:
+                  now_ms: int, allowed: np.ndarray | None = None, exclude_items: Sequence[str] = (),
+                  ) -> tuple[list[Recommendation], list[np.ndarray | None]]:
         """The recommendations of ``users`` (with their ``states``) from ``model``: the one builder of
         both the published records and the HTTP API's answers. Returns them with each user's
-        vector (``None``: served trending items). The states are not changed."""
+        vector (``None``: served trending items). The states are not changed.
+
+        Query-time filters (the HTTP API's): ``allowed``, only these item positions (a category,
+        :meth:`ServingModel.in_category`), and ``exclude_items``, never these ids; both inside retrieval.
+        """
         histories = model.histories([s.history for s in states])
         vectors = model.vectors_of(histories)
         personal = [r for r, v in enumerate(vectors) if v is not None]
         found_positions: list[list[int]] = []
         found_scores: list[list[float]] = []
+        extra = np.array([model.positions[i] for i in exclude_items if i in model.positions], dtype=np.int64)
         if personal:
             queries = np.stack([vectors[r] for r in personal])
-            found_positions, found_scores = model.search_positions(queries, k, histories.known_positions(personal))
+            exclude = histories.known_positions(personal)
+            if extra.size:
+                exclude = [np.union1d(e, extra) for e in exclude]
+            found_positions, found_scores = model.search_positions(queries, k, exclude, allowed)
         reasons = model.reasons(histories, personal, found_positions)
         item_ids = model.item_ids
         model_version, index_version = model.model_version, model.index_version
@@ -164,7 +173,14 @@ class BatchProcessor:
                 ids = [item_ids[p] for p in positions]
                 source = "personal"
             else:
-                trending = self.trending.top(k, histories.consumed(row))
+                if allowed is None and not exclude_items:
+                    trending = self.trending.top(k, histories.consumed(row))
+                else:
+                    in_filter = None if allowed is None else set(allowed.tolist())
+                    positions = model.positions
+                    trending = self.trending.top(
+                        k, histories.consumed(row) | set(exclude_items),
+                        keep=None if in_filter is None else (lambda i: positions.get(i, -1) in in_filter))
                 ids = [i for i, _ in trending]
                 scores = [s for _, s in trending]
                 why = [POPULAR] * len(ids)

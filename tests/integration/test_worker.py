@@ -147,6 +147,29 @@ def test_http_api_answers_and_rejects_bad_input(world, data):
     assert status == 200 and "streamrec_worker_events_consumed_total" in text
 
 
+def test_query_time_filters_on_the_http_api(world, data):
+    settings, worker = world
+    items = [it["item_id"] for it in data.items]
+    category = {it["item_id"]: it["category"] for it in data.items}
+    send(settings, play("gina", items[9]), play("gina", items[10]))
+    wait_for(lambda: (lambda s: s if s[0] == 200 and s[1]["history_length"] == 2 else None)(
+        worker.get("/recommendations/gina")), what="gina's events applied")
+    wanted = next(c for c in sorted(set(category.values())) if c != category[items[9]])
+    members = sorted(i for i, c in category.items() if c == wanted)
+    left_out = ",".join(members[:2])
+    status, body = worker.get(f"/recommendations/gina?k=4&category={urllib.parse.quote(wanted)}&exclude={left_out}")
+    assert status == 200 and len(body["items"]) == min(4, len(members) - 2), body
+    assert {category[r["item_id"]] for r in body["items"]} == {wanted}
+    assert not {r["item_id"] for r in body["items"]} & set(members[:2])
+    status, body = worker.get(f"/items/{items[9]}/similar?k=3&category={urllib.parse.quote(wanted)}")
+    assert status == 200 and len(body["items"]) == 3 and {category[r["item_id"]] for r in body["items"]} == {wanted}
+    status, body = worker.get("/recommendations/gina?category=no-such-thing")
+    assert status == 400 and "not in the catalogue" in body["error"]
+    assert worker.get(f"/items/{items[9]}/similar?category=no-such-thing")[0] == 400
+    assert worker.get("/recommendations/gina?exclude=" + ",".join(["x"] * 1001))[0] == 400
+    assert worker.get("/recommendations/gina?category=" + "x" * 500)[0] == 400
+
+
 def test_cold_start_user_and_new_item(world, data):
     settings, worker = world
     items = [it["item_id"] for it in data.items]
