@@ -76,10 +76,11 @@ class LocalWorker:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
-    def get(self, path: str, auth: bool = True) -> tuple[int, Any]:
-        """``(status, decoded JSON or text)`` of a GET on the worker's API, with the worker's
-        ``STREAMREC_API_TOKEN`` as a bearer token when it has one (and ``auth``)."""
-        request = urllib.request.Request(self.url + path)
+    def get(self, path: str, auth: bool = True, body: bytes | None = None) -> tuple[int, Any]:
+        """``(status, decoded JSON or text)`` of a GET on the worker's API (a POST of ``body`` when
+        given), with the worker's ``STREAMREC_API_TOKEN`` as a bearer token when it has one (and ``auth``)."""
+        request = urllib.request.Request(self.url + path, data=body,
+                                         headers={"Content-Type": "application/json"} if body is not None else {})
         token = self.env.get("STREAMREC_API_TOKEN")
         if auth and token:
             request.add_header("Authorization", f"Bearer {token}")

@@ -39,6 +39,10 @@ EVENTS_REFETCHED = Counter(
 EVENTS_REJECTED = Counter(
     "streamrec_worker_events_rejected_total", "Invalid events sent to the dead-letter topic, by reason.",
     [REASON], registry=REGISTRY)
+HTTP_EVENTS = Counter(
+    "streamrec_worker_http_events_total",
+    "Events posted to POST /events, by result (accepted: written to the events topic with acks=all).",
+    ["result"], registry=REGISTRY)
 RECOMMENDATIONS_PUBLISHED = Counter(
     "streamrec_worker_recommendations_published_total", "Recommendation records published.", registry=REGISTRY)
 FRESHNESS = Histogram(
@@ -95,3 +99,5 @@ def declare_label_values() -> None:
             RECORDS_REJECTED.labels(topic, reason)
     for result in ("initial", "ok", "rejected"):
         MODEL_SWAPS.labels(result)
+    for result in ("accepted", "rejected", "not_written"):
+        HTTP_EVENTS.labels(result)

@@ -3,6 +3,7 @@
 ``GET /recommendations/{user_id}?k=&category=&exclude=``  the user's recommendation (routed to the worker owning the user)
 ``GET /items/{item_id}/similar?k=&category=&exclude=``    nearest items (e-commerce "similar items")
 ``GET /users/{user_id}/similar?k=``    users with the nearest embeddings (social: friend suggestions)
+``POST /events``                       events in (one JSON object or an array): 202 with what was accepted
 ``GET /healthz``                       200 when the catalogue and a model are loaded, else 503
 ``GET /metrics``                       Prometheus exposition
 
@@ -10,6 +11,13 @@ Filters, applied inside retrieval so ``k`` results come back whenever ``k`` item
 ``category=C`` keeps the items of one catalogue category (a category no live item has is a
 400 that says so); ``exclude=i1,i2`` leaves those ids out (at most ``MAX_EXCLUDE``; ids not in
 the catalogue change nothing).
+
+``POST /events`` takes up to ``MAX_INGEST_EVENTS`` events in a body of at most
+``MAX_INGEST_BYTES``: each is validated by the producer client's rules
+(:func:`stream.core.events.parse_event`), and the valid ones are written to ``events``, keyed
+by user, with ``acks=all`` before the answer: ``202 {"accepted": n, "rejected": [{"index",
+"reason", "detail"}]}``; 400 when the body is not JSON or holds no event, 413 when too large,
+503 when the broker wrote none.
 
 Errors are JSON ``{"error": ..., "status": ...}``: 400 for a bad parameter, 404 for an unknown id
 or path, 401 without the API token.
@@ -114,6 +122,39 @@ def parse_id(name: str, value: str) -> str:
 
 
 MAX_EXCLUDE = 1_000  # ids in one ``exclude`` parameter
+MAX_INGEST_EVENTS = 1_000  # events in one POST /events
+MAX_INGEST_BYTES = 1024 * 1024  # its body (aiohttp's own client_max_size is the same 1 MiB)
+
+
+def parse_event_batch(body: bytes) -> tuple[list[Any], list[dict[str, Any]]]:
+    """``POST /events``' body: (the valid events with their index in the body, the rejected ones
+    as ``{"index", "reason", "detail"}``); raises :class:`BadRequest` for a body that is not
+    one event object or an array of them."""
+    import orjson
+
+    from stream.core.events import parse_event
+    from stream.errors import InvalidEvent
+
+    try:
+        data = orjson.loads(body)  # orjson bounds nesting depth itself: no recursion to exhaust
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"the body is not JSON: {str(e)[:120]}") from e
+    events = data if isinstance(data, list) else [data]
+    if not events:
+        raise BadRequest("the body holds no event")
+    if len(events) > MAX_INGEST_EVENTS:
+        raise BadRequest(f"at most {MAX_INGEST_EVENTS} events per request, got {len(events)}")
+    valid, rejected = [], []
+    for index, raw in enumerate(events):
+        try:
+            # Encoded again so each event gets every check a record on the topic gets, its size included.
+            valid.append((index, parse_event(orjson.dumps(raw) if isinstance(raw, dict) else b"[]")))
+        except InvalidEvent as e:
+            rejected.append({"index": index, "reason": e.reason, "detail": e.detail[:200]})
+        except TypeError as e:  # what orjson cannot write back (integers past 64 bits)
+            rejected.append({"index": index, "reason": "wrong_type", "detail": str(e)[:200]})
+    return valid, rejected
+
 
 
 def parse_filters(request: Request, model: Any) -> tuple[Any, list[str]]:
@@ -226,6 +267,40 @@ def register_views(app: faust.App, worker: Worker) -> None:
                 return error(self, 404, f"user {user_id!r} has no embedding yet")
             return self.json({"user_id": user_id,
                               "users": [{"user_id": u, "score": round(s, 6)} for u, s in similar]})
+
+    @app.page("/events")
+    class Events(View):
+        async def post(self, request: Request) -> Response:
+            try:
+                body = await request.read()  # bounded by aiohttp's client_max_size (1 MiB)
+            except aiohttp_web.HTTPRequestEntityTooLarge:
+                return error(self, 413, f"the body may hold at most {MAX_INGEST_BYTES} bytes")
+            if len(body) > MAX_INGEST_BYTES:
+                return error(self, 413, f"the body may hold at most {MAX_INGEST_BYTES} bytes")
+            try:
+                valid, rejected = parse_event_batch(body)
+            except BadRequest as e:
+                return error(self, 400, str(e))
+            metrics.HTTP_EVENTS.labels("rejected").inc(len(rejected))
+            if not valid:
+                return self.json({"accepted": 0, "rejected": rejected}, status=202)
+            try:
+                results = await worker.send_events([e for _, e in valid])
+            except Exception as e:  # the producer refused the sends: nothing was accepted
+                return error(self, 503, f"events not written to Kafka: {str(e)[:200]}")
+            accepted = 0
+            for (index, _), result in zip(valid, results):
+                if isinstance(result, BaseException):
+                    rejected.append({"index": index, "reason": "not_written", "detail": str(result)[:200]})
+                else:
+                    accepted += 1
+            metrics.HTTP_EVENTS.labels("accepted").inc(accepted)
+            metrics.HTTP_EVENTS.labels("not_written").inc(len(valid) - accepted)
+            rejected.sort(key=lambda r: r["index"])
+            if not accepted:
+                return self.json({"error": "no event was written to Kafka", "status": 503, "accepted": 0,
+                                  "rejected": rejected}, status=503)
+            return self.json({"accepted": accepted, "rejected": rejected}, status=202)
 
     @app.page("/healthz")
     class Health(View):

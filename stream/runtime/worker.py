@@ -283,6 +283,16 @@ class Worker:
                    record.key[:limit] if record.key else record.key,
                    DeadLetter.of(record, reason, detail, now_ms, limit).encode())
 
+    async def send_events(self, events: list[Any]) -> list[Any]:
+        """Write validated events (``stream.core.events.Event``) to ``events``, keyed by user, and wait
+        for the broker's ``acks=all``: per event its record metadata or the exception that stopped it
+        (``POST /events``). The producer is Faust's plain one, outside any transaction."""
+        await self.app.producer.maybe_start()
+        producer, _ = self._plain_producer(0)
+        topic = self.events_topic.get_topic_name()
+        futures = [await producer.send(topic, value=e.to_json_bytes(), key=e.user_id.encode()) for e in events]
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
     def _plain_producer(self, partition: int) -> tuple[Any, asyncio.Lock | None]:
         return self.app.producer._ensure_producer(), None  # outside any transaction: feeds commit nothing
 

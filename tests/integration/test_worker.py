@@ -170,6 +170,35 @@ def test_query_time_filters_on_the_http_api(world, data):
     assert worker.get("/recommendations/gina?category=" + "x" * 500)[0] == 400
 
 
+def test_events_posted_over_http_are_validated_written_and_applied(world, data):
+    settings, worker = world
+    items = [it["item_id"] for it in data.items]
+    events = [play("hana", items[3]), {"user_id": "hana", "item_id": items[4], "event_type": "teleport",
+                                       "timestamp_ms": now_ms()}, "not an object", play("ivan", items[3])]
+    status, body = worker.get("/events", body=json.dumps(events).encode())
+    assert status == 202 and body["accepted"] == 2, body
+    assert [(r["index"], r["reason"]) for r in body["rejected"]] == [(1, "unknown_event_type"), (2, "not_an_object")]
+    # Written to the events topic, keyed by user, before the answer; the worker applies them.
+    import asyncio
+
+    from stream.kafka.reader import read_range
+
+    written = [(r.key, r.value) for r in asyncio.run(read_range(settings, settings.topic("events")))]
+    assert [json.loads(v)["item_id"] for k, v in written if k == b"hana"] == [items[3]]
+    assert [json.loads(v)["user_id"] for k, v in written if k == b"ivan"] == ["ivan"]
+    state = wait_for(lambda: (lambda s: s if s[0] == 200 else None)(worker.get("/recommendations/hana")),
+                     what="hana's posted event applied")
+    assert state[1]["history_length"] == 1
+    status, body = worker.get("/events", body=json.dumps(play("ivan", items[5])).encode())  # one object
+    assert status == 202 and body == {"accepted": 1, "rejected": []}
+    for bad in (b"{not json", b"[]", b"[" * 5000 + b"]" * 5000, json.dumps([play("x", items[0])] * 1001).encode()):
+        status, body = worker.get("/events", body=bad)
+        assert status == 400 and body["status"] == 400, bad[:20]
+    status, body = worker.get("/events", body=b" " * (1024 * 1024 + 10))
+    assert status == 413
+    assert worker.metric("streamrec_worker_http_events_total") >= 5
+
+
 def test_cold_start_user_and_new_item(world, data):
     settings, worker = world
     items = [it["item_id"] for it in data.items]
