@@ -17,6 +17,7 @@ app = faust.App(
     os.environ.get("NOOP_APP_ID", "streamrec-noop"),
     broker=f"kafka://{os.environ.get('NOOP_BOOTSTRAP', '127.0.0.1:9092')}",
     store="memory://",
+    datadir=os.environ.get("NOOP_DATADIR", "/tmp/streamrec-noop-data"),  # not the working directory
     web_port=int(os.environ.get("NOOP_WEB_PORT", "6099")),
     web_host="127.0.0.1",
     web_bind="127.0.0.1",  # loopback only: a benchmark child serves nobody

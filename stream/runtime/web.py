@@ -6,6 +6,7 @@
 ``POST /events``                       events in (one JSON object or an array): 202 with what was accepted
 ``GET /healthz``                       200 when the catalogue and a model are loaded, else 503
 ``GET /metrics``                       Prometheus exposition
+``GET /openapi.json``                  this API as an OpenAPI 3.1 document (stream/runtime/openapi.py)
 
 Filters, applied inside retrieval so ``k`` results come back whenever ``k`` items match:
 ``category=C`` keeps the items of one catalogue category (a category no live item has is a
@@ -315,6 +316,19 @@ def register_views(app: faust.App, worker: Worker) -> None:
                 "index_kind": model.index.kind if model and model.index is not None else None,
                 "items": model.n_items if model else 0,
             }, status=200 if ready else 503)
+
+    @app.page("/openapi.json")
+    class OpenApi(View):
+        async def get(self, request: Request) -> Response:
+            from importlib.metadata import PackageNotFoundError, version
+
+            from stream.runtime.openapi import openapi_document
+
+            try:
+                release = version("streamrec")
+            except PackageNotFoundError:  # run from a checkout that was never installed
+                release = "unknown"
+            return self.json(openapi_document(release, settings.top_k, settings.max_k))
 
     @app.page("/metrics")
     class Metrics(View):

@@ -1,0 +1,145 @@
+"""The worker's HTTP API as an OpenAPI 3.1 document, served at ``GET /openapi.json``.
+
+Written by hand next to the views (``stream/runtime/web.py``) rather than generated from
+them: Faust's views carry no schema. ``tests/integration/test_openapi.py`` keeps it true:
+the document validates as OpenAPI 3.1, and every documented route is called on a real
+worker and answers with a documented status and body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.feedback import EventType
+from stream.runtime.web import MAX_EXCLUDE, MAX_INGEST_BYTES, MAX_INGEST_EVENTS
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _path_id(name: str, what: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": what,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+
+
+def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
+    """The document for a worker answering with ``top_k`` results by default and at most ``max_k``."""
+    k = {"name": "k", "in": "query", "required": False, "description": f"results wanted (default {top_k})",
+         "schema": {"type": "integer", "minimum": 1, "maximum": max_k, "default": top_k}}
+    filters = [
+        {"name": "category", "in": "query", "required": False,
+         "description": "only items of this catalogue category (400 when no live item has it)",
+         "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
+        {"name": "exclude", "in": "query", "required": False,
+         "description": f"comma-separated item ids never returned (at most {MAX_EXCLUDE})",
+         "schema": {"type": "string"}},
+    ]
+    common = {"400": _error("a bad parameter"), "401": _error("the bearer token is missing or wrong"),
+              "503": _error("no catalogue or model loaded yet, or the stored state is unreadable")}
+    scored_item = {"type": "object", "required": ["item_id", "score"], "properties": {
+        "item_id": {"type": "string"}, "score": {"type": "number"}, "title": {"type": ["string", "null"]},
+        "reason": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "streamrec worker API", "version": version,
+                 "description": "Real-time recommendations, similar items and users, and event ingest. "
+                                "With STREAMREC_API_TOKEN set, every route but /healthz needs "
+                                "`Authorization: Bearer <token>`."},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/recommendations/{user_id}": {"get": {
+                "summary": "The user's recommendations, computed now from their state (routed to the worker owning the user)",
+                "operationId": "getRecommendations",
+                "parameters": [_path_id("user_id", "the user"), k, *filters],
+                "responses": {"200": _json("the recommendation", "Recommendation"),
+                              "404": _error("unknown user"), **common}}},
+            "/items/{item_id}/similar": {"get": {
+                "summary": "The items nearest to an item (e-commerce: similar items)",
+                "operationId": "getSimilarItems",
+                "parameters": [_path_id("item_id", "the item"), k, *filters],
+                "responses": {"200": _json("nearest items, best first", "SimilarItems"),
+                              "404": _error("unknown item"), **common}}},
+            "/users/{user_id}/similar": {"get": {
+                "summary": "Users with the nearest embeddings (social: friend suggestions)",
+                "operationId": "getSimilarUsers",
+                "parameters": [_path_id("user_id", "the user"), k],
+                "responses": {"200": _json("nearest users, best first", "SimilarUsers"),
+                              "404": _error("unknown user, or no embedding yet"), **common}}},
+            "/events": {"post": {
+                "summary": "Events in, for clients that cannot write to Kafka: validated, then written "
+                           "to the events topic with acks=all before the answer",
+                "operationId": "postEvents",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    {"$ref": "#/components/schemas/Event"},
+                    {"type": "array", "minItems": 1, "maxItems": MAX_INGEST_EVENTS,
+                     "items": {"$ref": "#/components/schemas/Event"}}]}}},
+                    "description": f"one event or an array of at most {MAX_INGEST_EVENTS}; "
+                                   f"the body at most {MAX_INGEST_BYTES} bytes"},
+                "responses": {"202": _json("how many were written, and why each other was not", "EventsAccepted"),
+                              "413": _error("the body is too large"), **common,
+                              "503": _error("the broker took none of the events")}}},
+            "/healthz": {"get": {
+                "summary": "Readiness: 200 once the catalogue and a model are loaded", "operationId": "getHealth",
+                "security": [],
+                "responses": {"200": _json("ready", "Health"), "503": _json("starting", "Health")}}},
+            "/metrics": {"get": {
+                "summary": "Prometheus exposition of the worker's metrics", "operationId": "getMetrics",
+                "responses": {"200": {"description": "text exposition format",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              "401": _error("the bearer token is missing or wrong")}}},
+            "/openapi.json": {"get": {
+                "summary": "This document", "operationId": "getOpenApi",
+                "responses": {"200": {"description": "OpenAPI 3.1",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              "401": _error("the bearer token is missing or wrong")}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error", "status"], "properties": {
+                    "error": {"type": "string"}, "status": {"type": "integer"}}},
+                "Recommendation": {"type": "object", "required": ["user_id", "items", "source", "model_version"],
+                                   "description": "as published on the recommendations topic "
+                                                  "(docs/schemas/), plus history_length",
+                                   "properties": {
+                                       "user_id": {"type": "string"},
+                                       "items": {"type": "array", "items": scored_item},
+                                       "source": {"enum": ["personal", "trending"]},
+                                       "model_version": {"type": "string"},
+                                       "index_version": {"type": ["string", "null"]},
+                                       "history_length": {"type": "integer"}}},
+                "SimilarItems": {"type": "object", "required": ["item_id", "items", "model_version"], "properties": {
+                    "item_id": {"type": "string"}, "items": {"type": "array", "items": scored_item},
+                    "model_version": {"type": "string"}, "index_version": {"type": ["string", "null"]}}},
+                "SimilarUsers": {"type": "object", "required": ["user_id", "users"], "properties": {
+                    "user_id": {"type": "string"},
+                    "users": {"type": "array", "items": {"type": "object", "required": ["user_id", "score"],
+                                                         "properties": {"user_id": {"type": "string"},
+                                                                        "score": {"type": "number"}}}}}},
+                "Event": {"type": "object", "required": ["user_id", "item_id", "event_type", "timestamp_ms"],
+                          "description": "the events topic's record (docs/schemas/); the producer client's rules",
+                          "properties": {
+                              "user_id": {"type": "string"}, "item_id": {"type": "string"},
+                              "event_type": {"enum": [t.value for t in EventType]},
+                              "timestamp_ms": {"type": "integer"}, "value": {"type": ["number", "null"]}}},
+                "EventsAccepted": {"type": "object", "required": ["accepted", "rejected"], "properties": {
+                    "accepted": {"type": "integer", "minimum": 0},
+                    "rejected": {"type": "array", "items": {"type": "object",
+                                                            "required": ["index", "reason", "detail"],
+                                                            "properties": {"index": {"type": "integer"},
+                                                                           "reason": {"type": "string"},
+                                                                           "detail": {"type": "string"}}}}}},
+                "Health": {"type": "object", "required": ["status"], "properties": {
+                    "status": {"enum": ["ok", "starting"]}, "partitions": {"type": "array"},
+                    "model_version": {"type": ["string", "null"]}, "index_version": {"type": ["string", "null"]},
+                    "index_kind": {"type": ["string", "null"]}, "items": {"type": "integer"}}},
+            },
+        },
+    }
