@@ -212,3 +212,24 @@ def test_a_trained_version_serves_users_whose_history_holds_items_it_was_not_tra
     vectors = model.vectors_of(history)
     assert vectors[0] is None  # nothing the towers know: served trending items, as a new user is
     np.testing.assert_allclose(vectors[1], vectors[2], atol=1e-6)  # the cold item is left out of the tower's input
+
+
+def test_the_worker_keeps_catalogue_records_at_their_own_size() -> None:
+    # orjson's output keeps a 4 KB buffer per bytes object: a million catalogue records held as
+    # such took 5.6 GB in the memory bench, against ~0.3 GB as exact-size copies.
+    import tracemalloc
+
+    worker = Worker.__new__(Worker)
+    worker.catalog, worker._deleted, worker._catalog_changes, worker._loading = {}, set(), [], None
+    worker.holder = ModelHolder()
+    records = [Record("items", 0, n, f"i{n}".encode(), json.dumps({"item_id": f"i{n}", "title": "t" * 50}).encode(),
+                      0) for n in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        asyncio.run(worker._on_items(records))
+        per_item = (tracemalloc.get_traced_memory()[0] - before) / len(records)
+    finally:
+        tracemalloc.stop()
+    assert len(worker.catalog) == 2000 and parse_item(worker.catalog["i7"]).title == "t" * 50
+    assert per_item < 1024, per_item
