@@ -163,6 +163,9 @@ def test_query_time_filters_on_the_http_api(world, data):
     assert not {r["item_id"] for r in body["items"]} & set(members[:2])
     status, body = worker.get(f"/items/{items[9]}/similar?k=3&category={urllib.parse.quote(wanted)}")
     assert status == 200 and len(body["items"]) == 3 and {category[r["item_id"]] for r in body["items"]} == {wanted}
+    for hostile in ("%00", "%ff%fe", "a%0Ab", ","):
+        status, body = worker.get(f"/recommendations/gina?category={hostile}&exclude={hostile}")
+        assert status in (200, 400) and "error" in body or "items" in body, (hostile, status, body)
     status, body = worker.get("/recommendations/gina?category=no-such-thing")
     assert status == 400 and "not in the catalogue" in body["error"]
     assert worker.get(f"/items/{items[9]}/similar?category=no-such-thing")[0] == 400
@@ -191,9 +194,13 @@ def test_events_posted_over_http_are_validated_written_and_applied(world, data):
     assert state[1]["history_length"] == 1
     status, body = worker.get("/events", body=json.dumps(play("ivan", items[5])).encode())  # one object
     assert status == 202 and body == {"accepted": 1, "rejected": []}
-    for bad in (b"{not json", b"[]", b"[" * 5000 + b"]" * 5000, json.dumps([play("x", items[0])] * 1001).encode()):
+    huge_int = b'{"user_id": "x", "item_id": "i", "event_type": "play", "timestamp_ms": ' + b"9" * 40 + b"}"
+    for bad in (b"{not json", b"[]", b"[" * 5000 + b"]" * 5000, json.dumps([play("x", items[0])] * 1001).encode(),
+                b"\xff\xfe\x00", b""):
         status, body = worker.get("/events", body=bad)
         assert status == 400 and body["status"] == 400, bad[:20]
+    status, body = worker.get("/events", body=huge_int)  # a JSON body, one bad event in it: a 202 that says why
+    assert status == 202 and body["accepted"] == 0 and [r["index"] for r in body["rejected"]] == [0], body
     status, body = worker.get("/events", body=b" " * (1024 * 1024 + 10))
     assert status == 413
     assert worker.metric("streamrec_worker_http_events_total") >= 5
