@@ -75,9 +75,11 @@ async def bare_consumer_rate(settings, topic: str, total: int) -> float:
 
 def faust_noop_rate(settings, topic: str, total: int, batch: int) -> float:
     """Events per second of a Faust agent that takes the worker's micro-batches and does nothing."""
+    datadir = Path(settings.data_dir) / "noop"
+    datadir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NOOP_EVENTS": str(total), "NOOP_TOPIC": topic, "NOOP_BATCH": str(batch),
            "NOOP_BOOTSTRAP": ";kafka://".join(settings.kafka_bootstrap), "NOOP_APP_ID": f"{settings.app_id}-noop",
-           "NOOP_WEB_PORT": str(free_port()), "NOOP_DATADIR": str(Path(settings.data_dir) / "noop"),
+           "NOOP_WEB_PORT": str(free_port()), "NOOP_DATADIR": str(datadir),
            "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-m", "faust", "-A", "bench._faust_noop", "worker", "-l", "info"],
                          env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800)
