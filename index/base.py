@@ -158,13 +158,8 @@ class VectorIndex(ABC):
         so each query still gets ``k`` results when the index has them; sets larger
         than ``config.exclude_overfetch_max`` use a faiss id selector instead.
         """
-        q = as_vectors(queries, dim=self._dim, name="queries")
-        k = as_k(k)
+        q, k, scores, found = self._prepare(queries, k, exclude)
         m = q.shape[0]
-        if exclude is not None and len(exclude) != m:
-            raise InvalidVectors(f"exclude has {len(exclude)} entries for {m} queries")
-        scores = np.full((m, k), NO_SCORE, dtype=np.float32)
-        found = np.full((m, k), NO_ID, dtype=np.int64)
         if not m:
             return scores, found
         with self._lock.read():
@@ -174,6 +169,16 @@ class VectorIndex(ABC):
             else:
                 self._search_excluding(q, k, [_as_id_array(e) for e in exclude], scores, found)
         return scores, found
+
+    def _prepare(self, queries: np.ndarray, k: int, exclude: Sequence[Collection[int]] | None
+                 ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """Validated queries and ``k``, and the padded (scores, ids) outputs a search fills."""
+        q = as_vectors(queries, dim=self._dim, name="queries")
+        k = as_k(k)
+        m = q.shape[0]
+        if exclude is not None and len(exclude) != m:
+            raise InvalidVectors(f"exclude has {len(exclude)} entries for {m} queries")
+        return q, k, np.full((m, k), NO_SCORE, dtype=np.float32), np.full((m, k), NO_ID, dtype=np.int64)
 
     def search_among(self, queries: np.ndarray, k: int, allowed: Collection[int] | np.ndarray,
                      exclude: Sequence[Collection[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -185,13 +190,8 @@ class VectorIndex(ABC):
         (HNSW walks a graph of mostly rejected nodes, IVF probes lists that hold none): such a
         row is searched again exhaustively over the allowed ids.
         """
-        q = as_vectors(queries, dim=self._dim, name="queries")
-        k = as_k(k)
+        q, k, scores, found = self._prepare(queries, k, exclude)
         m = q.shape[0]
-        if exclude is not None and len(exclude) != m:
-            raise InvalidVectors(f"exclude has {len(exclude)} entries for {m} queries")
-        scores = np.full((m, k), NO_SCORE, dtype=np.float32)
-        found = np.full((m, k), NO_ID, dtype=np.int64)
         allowed_ids = np.unique(_as_id_array(allowed))
         with self._lock.read():
             allowed_ids = allowed_ids[self._registry.contains(allowed_ids)] if allowed_ids.size else allowed_ids
