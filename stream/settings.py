@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     # per-batch costs shared) at ~150 ms of event loop per batch.
     batch_max_events: int = Field(default=2000, ge=1, le=100_000,
                                   description="Micro-batch size limit (records per fetch; a batch never waits to fill).")
+    consumer_fetch_max_wait_ms: int = Field(
+        default=50, ge=1, le=10_000,
+        description="Longest wait of the worker's fetches at the broker for records to arrive (Faust "
+                    "fixes 1,500 ms): it bounds how long an idle partition's fetch holds back the events "
+                    "partitions (stream/runtime/README.md).")
     producer_linger_ms: int = Field(default=1, ge=0, le=10_000,
                                     description="Producer wait to batch records before sending.")
     train_select: Literal["auto", "fixed"] = Field(

@@ -83,7 +83,7 @@ def prepare_worker(faust_app: faust.App | None = None, settings: Settings | None
     Refuses other Faust, mode and aiokafka releases than the pinned ones, or an install whose
     private names differ from :mod:`stream.runtime.private` (raises
     :class:`~stream.runtime.private.UnsupportedRuntime`, a ``ConfigError``); then applies the
-    commit fixes, limits the numeric libraries to one thread per pool, creates the data folder
+    commit and fetch-wait fixes, limits the numeric libraries to one thread per pool, creates the data folder
     (Faust creates only the folders inside it) and registers the worker's agent, table, feeds,
     timers and HTTP views (:func:`register_worker`). Call it once per app.
     """
@@ -92,7 +92,7 @@ def prepare_worker(faust_app: faust.App | None = None, settings: Settings | None
 
     settings = settings or get_settings()
     private.require_supported_runtime()  # before the fixes replace anything it checks
-    faust_fixes.apply()
+    faust_fixes.apply(fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms)
     limit_worker_thread_pools()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return register_worker(faust_app, settings)

@@ -1,4 +1,4 @@
-"""Fixes to Faust's offset commit, applied by ``streamrec worker`` before the app starts.
+"""Fixes to Faust's offset commit and fetch wait, applied by ``streamrec worker`` before the app starts.
 
 Faust commits, per partition, up to the end of the first run of consecutive
 acknowledged offsets. Two faults there, both found by the chaos tests:
@@ -16,6 +16,15 @@ acknowledged offsets. Two faults there, both found by the chaos tests:
 
 Faust's own gap bookkeeping (offsets a fetch skipped, such as transaction
 markers) is left to the original method, which fills those holes in first.
+
+A third one, found by the freshness bench: Faust builds its consumer with
+``fetch_max_wait_ms=1500``. aiokafka keeps one fetch in flight per broker and
+leaves out of it the partitions whose records are still buffered, so a fetch
+sent while a batch is being processed can hold only idle partitions (the
+assignor's leader topic), and the broker keeps it the full 1.5 s: the events
+partitions wait behind it, the next batch is 1.5 s of events, and a loaded
+worker stays in that state. The worker's consumer waits at most
+``consumer_fetch_max_wait_ms`` instead.
 """
 
 from __future__ import annotations
@@ -23,8 +32,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 _original_new_offset = Consumer._new_offset
+_original_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+_fetch_max_wait_ms: int | None = None
 
 
 def _new_offset(consumer: Any, tp: Any) -> Optional[int]:
@@ -44,7 +56,21 @@ def _new_offset(consumer: Any, tp: Any) -> Optional[int]:
 _new_offset.__wrapped__ = _original_new_offset  # type: ignore[attr-defined]
 
 
-def apply() -> None:
-    """Install the fixed commit check (idempotent). Only ``streamrec worker`` calls it
-    (:func:`stream.runtime.app.prepare_worker`); importing this module patches nothing."""
+def _create_worker_consumer(thread: Any, transport: Any) -> Any:
+    consumer = _original_create_worker_consumer(thread, transport)
+    if _fetch_max_wait_ms is not None:
+        consumer._fetch_max_wait_ms = _fetch_max_wait_ms  # what AIOKafkaConsumer.start gives its Fetcher
+    return consumer
+
+
+_create_worker_consumer.__wrapped__ = _original_create_worker_consumer  # type: ignore[attr-defined]
+
+
+def apply(fetch_max_wait_ms: int | None = None) -> None:
+    """Install the fixed commit check and, given ``fetch_max_wait_ms``, the worker consumer's fetch
+    wait (idempotent). Only ``streamrec worker`` calls it (:func:`stream.runtime.app.prepare_worker`);
+    importing this module patches nothing."""
+    global _fetch_max_wait_ms
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    _fetch_max_wait_ms = fetch_max_wait_ms
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]

@@ -82,6 +82,13 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(_CONSUMER, "_new_offset", "replace", "faust_fixes.apply",
                 "commit-check off-by-one and duplicate acknowledgements (stream/runtime/README.md)",
                 signature=f"(self, tp: {_TP}) -> Optional[int]"),
+    PrivateName("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_create_worker_consumer", "replace",
+                "faust_fixes.apply", "the worker's consumer built with a shorter fetch wait than Faust's "
+                "fixed 1,500 ms (stream/runtime/README.md)",
+                signature="(self, transport: 'Transport') -> aiokafka.consumer.consumer.AIOKafkaConsumer"),
+    PrivateName("aiokafka.consumer.consumer.AIOKafkaConsumer", "_fetch_max_wait_ms", "write",
+                "faust_fixes._create_worker_consumer", "the fetch wait AIOKafkaConsumer.start gives its Fetcher",
+                instance=True),
     # --- the consumer's drain loop, replaced by the batch feed -----------------------------
     PrivateName(_CONSUMER, "_drain_messages", "replace", "BatchFeed.install (per consumer instance)",
                 "the events topic a fetch at a time instead of an event at a time",

@@ -80,3 +80,14 @@ def test_http_latency_quick(kafka_bootstrap, tmp_path):
     assert result["rate"] == 1000 and result["requests"] == 300
     assert result["answered_200"] == 300 and result["statuses"] == {"200": 300}  # every user has one
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+def test_idle_cost_quick(kafka_bootstrap, tmp_path):
+    from bench.idle_cost import main
+
+    out = tmp_path / "idle.json"
+    assert main(["--bootstrap", kafka_bootstrap, "--quick", "--waits", "50", "--partitions", "2",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["fetch_max_wait_ms"] for r in result["runs"]] == [50]
+    assert result["runs"][0]["idle_cpu_percent"] > 0 and result["runs"][0]["worker_rss_bytes"] > 50 * 2 ** 20

@@ -20,6 +20,7 @@ import aiokafka
 import faust
 import pytest
 from faust.transport.consumer import Consumer, Fetcher
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from stream.runtime import faust_fixes, private
 from stream.runtime.private import PINNED, PRIVATE_NAMES, PrivateName, UnsupportedRuntime, check
@@ -36,6 +37,7 @@ def real_instances(datadir: Path) -> dict[str, object]:
                         datadir=str(datadir), autodiscover=False)
         table = app.Table("t", partitions=1)
         producer = aiokafka.AIOKafkaProducer(bootstrap_servers=NO_BROKER, transactional_id="private-names")
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=NO_BROKER)
         try:
             return {
                 "faust.transport.consumer.Consumer": app.consumer,
@@ -45,9 +47,11 @@ def real_instances(datadir: Path) -> dict[str, object]:
                 "aiokafka.producer.producer.AIOKafkaProducer": producer,
                 "aiokafka.producer.message_accumulator.MessageAccumulator": producer._message_accumulator,
                 "aiokafka.producer.transaction_manager.TransactionManager": producer._txn_manager,
+                "aiokafka.consumer.consumer.AIOKafkaConsumer": consumer,
             }
         finally:
             await producer.stop()  # never started: this only marks it closed
+            await consumer.stop()
 
     return asyncio.run(build())
 
@@ -77,9 +81,32 @@ def test_every_replaced_name_and_called_method_has_a_pinned_signature():
 
 def test_the_replaced_commit_check_still_checks_once_installed(monkeypatch, instances):
     monkeypatch.setattr(Consumer, "_new_offset", Consumer._new_offset)  # restored after the test
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer",
+                        AIOKafkaConsumerThread._create_worker_consumer)
     faust_fixes.apply()
     assert Consumer._new_offset is faust_fixes._new_offset
+    assert AIOKafkaConsumerThread._create_worker_consumer is faust_fixes._create_worker_consumer
     assert check(PRIVATE_NAMES, instances) == []
+
+
+def test_the_worker_consumer_fetches_with_the_configured_wait(monkeypatch, tmp_path):
+    """Faust builds its consumer with fetch_max_wait_ms=1500; the fix gives the one Faust really
+    builds (and so its Fetcher, which AIOKafkaConsumer.start makes from it) the configured wait."""
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer",
+                        AIOKafkaConsumerThread._create_worker_consumer)
+    monkeypatch.setattr(faust_fixes, "_fetch_max_wait_ms", None)
+
+    async def built_wait() -> int:
+        app = faust.App("fetch-wait", broker=f"kafka://{NO_BROKER}", datadir=str(tmp_path), autodiscover=False)
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(built_wait()) == 1500  # Faust's own, as pinned
+    faust_fixes.apply(fetch_max_wait_ms=50)
+    assert asyncio.run(built_wait()) == 50
 
 
 def _misspelled(entry: PrivateName) -> PrivateName:
