@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     # per-batch costs shared) at ~150 ms of event loop per batch.
     batch_max_events: int = Field(default=2000, ge=1, le=100_000,
                                   description="Micro-batch size limit (records per fetch; a batch never waits to fill).")
+    batch_slice_ms: float = Field(
+        default=20.0, ge=1.0, le=10_000.0,
+        description="About the longest the worker processes a batch without letting HTTP requests and fetches "
+                    "in: a larger batch is processed in slices sized from the measured cost per event.")
     consumer_fetch_max_wait_ms: int = Field(
         default=50, ge=1, le=10_000,
         description="Longest wait of the worker's fetches at the broker for records to arrive (Faust "

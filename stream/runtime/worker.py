@@ -29,6 +29,7 @@ from stream.core.announcements import ModelAnnouncement, parse_announcement
 from stream.core.codec import check_id
 from stream.core.dead_letters import DeadLetter
 from stream.core.items import InvalidItem, parse_item
+from stream.core.pacing import SlicePacer
 from stream.core.records import Record
 from stream.core.state import UserState, loads, max_state_bytes
 from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
@@ -43,7 +44,7 @@ from stream.runtime.metrics import OUTPUT_LABEL, STATE_LABEL
 from stream.runtime.outbox import Outbox
 from stream.runtime.state_store import PartitionedTable
 from stream.serving.model import ModelHolder, ServingModel, bootstrap_model
-from stream.serving.processor import BatchProcessor
+from stream.serving.processor import BatchProcessor, BatchResult, UserUpdate
 from stream.serving.users_index import UserVectors
 from stream.settings import Settings
 
@@ -109,6 +110,7 @@ class Worker:
         # committed transactions (local state of an unclean stop is dropped, stream.runtime.local_state).
         self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history,
                                         rewrite_redelivered=settings.processing_guarantee != "exactly_once")
+        self.pacer = SlicePacer(settings.batch_slice_ms / 1000.0, maximum=settings.batch_max_events)
         self.catalog_ready = asyncio.Event()
         self.users = UserVectors(settings.index_config())  # STREAMREC_INDEX_*; refuses a bad one at start-up
         # Every live item record, by item id, as its canonical JSON bytes: a version loads with the
@@ -453,16 +455,21 @@ class Worker:
 
     async def _handle_records(self, records: list[Record]) -> tuple[list[Record], list[asyncio.Future]]:
         """Process one fetched batch; returns the records processed (skipped ones refetched
-        included) and the producer futures of everything it published."""
+        included) and the producer futures of everything it published.
+
+        Every event of the batch is applied first; then the touched users get their
+        recommendations in slices of about ``batch_slice_ms`` each (:class:`SlicePacer`, sized
+        by the measured cost per user), with the event loop let run between slices, so HTTP
+        requests and the consumer's fetches wait for one slice, not for the batch. Each
+        slice's states and recommendations are sent as soon as it is done.
+        """
         await self.catalog_ready.wait()
         records, refetched = await self.holes.fill(records)
         metrics.EVENTS_REFETCHED.inc(len(refetched))
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
         outbox = Outbox(self._producer_for, self.settings.topic_max_message_bytes - 512)
-
         new_users: set[str] = set()
-
         bad_states: list[tuple[Record, str, str]] = []
 
         def load_state(user_id: str, record: Record) -> UserState:
@@ -477,17 +484,52 @@ class Worker:
                 return UserState()
 
         now_ms = int(time.time() * 1000)
-        result = self.processor.process(records, load_state, now_ms=now_ms)
+        result = self.processor.apply(records, load_state, now_ms=now_ms)
         for record, reason, detail in result.dead_letters:
             metrics.EVENTS_REJECTED.labels(reason).inc()
             log.debug("dead letter reason=%s partition=%d offset=%d", reason, record.partition, record.offset)
             self._add_dead_letter(outbox, EVENTS, record, reason, detail, now_ms)
         for record, reason, detail in bad_states:
             self._add_dead_letter(outbox, STATE_LABEL, record, reason, detail, now_ms)
+        produced: list[asyncio.Future] = []
+        users = list(result.updates)
+        start = 0
+        while True:
+            part = users[start:start + self.pacer.size()]
+            start += len(part)
+            began = time.perf_counter()
+            self.processor.recommend_updates(result, part, now_ms)
+            published = self._write_updates(outbox, result, part, new_users, now_ms)
+            self.pacer.observe(len(part), time.perf_counter() - began)
+            sent = await outbox.send()
+            self.states.track(sent)
+            produced.extend(b.future for b in sent)
+            now = time.time()
+            metrics.RECOMMENDATIONS_PUBLISHED.inc(len(published))
+            for update in published:
+                metrics.FRESHNESS.observe(max(0.0, now - update.event.timestamp_ms / 1000.0))
+                metrics.INGEST_LATENCY.observe(max(0.0, now - update.record.timestamp_ms / 1000.0))
+            if start >= len(users):
+                break
+            outbox = Outbox(self._producer_for, self.settings.topic_max_message_bytes - 512)
+            await asyncio.sleep(0)  # HTTP requests and fetches in, between slices
+        metrics.EVENTS_APPLIED.inc(result.applied)
+        metrics.EVENTS_DUPLICATE.inc(result.duplicates)
+        metrics.ONLINE_TRIALS.inc(result.online_trials)
+        metrics.ONLINE_HITS.inc(result.online_hits)
+        if result.updates:
+            metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
+        return records, produced
+
+    def _write_updates(self, outbox: Outbox, result: BatchResult, users: list[str], new_users: set[str],
+                       now_ms: int) -> list[UserUpdate]:
+        """Store ``users``' new states and queue their recommendations in ``outbox``; returns the
+        updates whose recommendation was queued."""
         recommendations_topic = self.recommendations_topic.get_topic_name()
         published = []
         limit = self.max_output_bytes
-        for user_id, update in result.updates.items():
+        for user_id in users:
+            update = result.updates[user_id]
             key = user_id.encode()
             state = update.state.to_bytes()
             if len(state) > limit:  # bounded at start-up (max_state_bytes): a guard, not a path
@@ -505,24 +547,11 @@ class Worker:
                     continue
                 outbox.add(recommendations_topic, update.record.partition, key, value)
                 published.append(update)
-        sent = await outbox.send()
-        self.states.track(sent)
-        now = time.time()
-        metrics.RECOMMENDATIONS_PUBLISHED.inc(len(published))
-        for update in published:
-            metrics.FRESHNESS.observe(max(0.0, now - update.event.timestamp_ms / 1000.0))
-            metrics.INGEST_LATENCY.observe(max(0.0, now - update.record.timestamp_ms / 1000.0))
-        with_vectors = [(u, up) for u, up in result.updates.items() if up.state.embedding is not None]
+        with_vectors = [(u, result.updates[u]) for u in users if result.updates[u].state.embedding is not None]
         if with_vectors:
             self.users.upsert([u for u, _ in with_vectors], np.stack([up.state.embedding for _, up in with_vectors]),
                               [up.record.partition for _, up in with_vectors])
-        metrics.EVENTS_APPLIED.inc(result.applied)
-        metrics.EVENTS_DUPLICATE.inc(result.duplicates)
-        metrics.ONLINE_TRIALS.inc(result.online_trials)
-        metrics.ONLINE_HITS.inc(result.online_hits)
-        if result.updates:
-            metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
-        return records, [b.future for b in sent]
+        return published
 
     def _producer_for(self, partition: int) -> tuple[Any, asyncio.Lock | None]:
         """The aiokafka producer (and Faust's lock for it) that output of ``partition``'s events goes through.

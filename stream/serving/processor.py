@@ -57,6 +57,7 @@ class BatchResult:
     online_trials: int = 0
     online_hits: int = 0
     retrieval_seconds: float = 0.0
+    model: ServingModel | None = None  # the version the batch was applied under and is recommended from
 
 
 class BatchProcessor:
@@ -72,11 +73,21 @@ class BatchProcessor:
 
     def process(self, records: list[Record], load_state: Callable[[str, Record], UserState],
                 now_ms: int | None = None) -> BatchResult:
-        """Process one batch in order. ``load_state(user_id, record)`` returns the stored state
-        (``record`` is the user's first record of the batch: it names the partition)."""
+        """Process one batch in order: :meth:`apply`, then :meth:`recommend_updates` for every
+        touched user."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        result = self.apply(records, load_state, now_ms)
+        self.recommend_updates(result, list(result.updates), now_ms)
+        return result
+
+    def apply(self, records: list[Record], load_state: Callable[[str, Record], UserState],
+              now_ms: int | None = None) -> BatchResult:
+        """Validate and apply one batch's records in order, without recommending yet.
+        ``load_state(user_id, record)`` returns the stored state (``record`` is the user's first
+        record of the batch: it names the partition)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         result = BatchResult()
-        model = self.holder.current  # one version for the whole batch
+        model = result.model = self.holder.current  # one version for the whole batch
         catalogue = model.positions if model is not None else None
         updates = result.updates
         for record in records:
@@ -122,14 +133,16 @@ class BatchProcessor:
                 updates[user_id] = UserUpdate(state, record, event)
             else:
                 update.record, update.event = record, event
-        if model is not None and result.updates:
-            started = time.perf_counter()
-            self._recommend(model, result.updates, now_ms)
-            result.retrieval_seconds = time.perf_counter() - started
         return result
 
-    def _recommend(self, model: ServingModel, updates: dict[str, UserUpdate], now_ms: int) -> None:
-        users = list(updates)
+    def recommend_updates(self, result: BatchResult, users: Sequence[str], now_ms: int) -> None:
+        """Build the recommendations of ``users`` (touched by ``result``'s batch) from the batch's
+        model, into their updates, and set their states' vector, version and last items."""
+        model = result.model
+        if model is None or not users:
+            return
+        started = time.perf_counter()
+        updates = result.updates
         states = [updates[u].state for u in users]
         recommendations, vectors = self.recommend(model, users, states, self.top_k, now_ms)
         for user, state, rec, vector in zip(users, states, recommendations, vectors):
@@ -138,6 +151,7 @@ class BatchProcessor:
             state.model_version = model.model_version
             state.last_recs = list(rec.item_ids)
             updates[user].recommendation = rec
+        result.retrieval_seconds += time.perf_counter() - started
 
     def recommend(self, model: ServingModel, users: Sequence[str], states: Sequence[UserState], k: int,
                   now_ms: int, allowed: np.ndarray | None = None, exclude_items: Sequence[str] = (),

@@ -185,6 +185,43 @@ def test_processor_equals_the_per_user_reference_on_random_batches(data):
             store[user] = update.state.to_bytes()
 
 
+def test_recommending_a_batch_in_slices_of_users_equals_recommending_it_at_once(data):
+    """The worker applies a batch, then recommends its users a slice at a time (yielding between):
+    the recommendations, vectors and states are those of one call."""
+    model = bootstrap_model(data.items, dim=32)
+    rng = np.random.default_rng(5)
+    events = list(data.events)
+    batch = []
+    for offset in range(300):
+        e = events[int(rng.integers(0, len(events)))]
+        batch.append(Record("events", 0, offset, e["user_id"].encode(), json.dumps(e).encode(), NOW))
+    whole = BatchProcessor(ModelHolder(model), TrendingCounter(), top_k=6).process(
+        batch, lambda u, r: UserState(), now_ms=NOW)
+    sliced_processor = BatchProcessor(ModelHolder(model), TrendingCounter(), top_k=6)
+    sliced = sliced_processor.apply(batch, lambda u, r: UserState(), now_ms=NOW)
+    assert sliced.model is model and all(u.recommendation is None for u in sliced.updates.values())
+    users = list(sliced.updates)
+    assert len(users) > 14  # several slices
+    for start in range(0, len(users), 4):
+        sliced_processor.recommend_updates(sliced, users[start:start + 4], NOW)
+    assert list(sliced.updates) == list(whole.updates)
+    for user, update in whole.updates.items():
+        other = sliced.updates[user]
+        mine, theirs = other.recommendation.to_dict(), update.recommendation.to_dict()
+        # Scores only to float32 rounding: a batched search sums in another order per batch size.
+        assert [(i["item_id"], i["reason"]) for i in mine.pop("items")] == \
+            [(i["item_id"], i["reason"]) for i in theirs["items"]]
+        assert [i["score"] for i in other.recommendation.to_dict()["items"]] == \
+            pytest.approx([i["score"] for i in theirs.pop("items")], abs=1e-5)
+        assert mine == theirs
+        assert other.state.history == update.state.history and other.state.last_recs == update.state.last_recs
+        if update.state.embedding is None:  # served trending items: no vector
+            assert other.state.embedding is None
+        else:
+            assert np.allclose(other.state.embedding, update.state.embedding, atol=1e-6)
+    assert sliced.retrieval_seconds > 0
+
+
 def test_encoded_recommendation_is_the_stdlib_json():
     rec = Recommendation("u1", ["i1", "i2"], [0.1234567, 5e-06], ["because you played Só Danço", "popular right now"],
                          "personal", "content-v0", "content-v0-1", NOW, 2**40, NOW, NOW + 1)
