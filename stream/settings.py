@@ -106,9 +106,15 @@ class Settings(BaseSettings):
                     "unset: /run/secrets when it exists. Variables win over files.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rocksdb_block_cache_bytes: int = Field(
-        default=64 * 1024**2, ge=1024**2,
-        description="RocksDB block cache per table partition (Faust's default is 2 GiB each).")
-    rocksdb_write_buffer_bytes: int = Field(default=16 * 1024**2, ge=1024**2)
+        default=128 * 1024**2, ge=1024**2,
+        description="RocksDB block cache shared by all of the worker's table partitions (Faust's default is "
+                    "2 GiB for each partition).")
+    rocksdb_write_buffer_bytes: int = Field(default=16 * 1024**2, ge=1024**2,
+                                            description="RocksDB memtable size of each table partition.")
+    rocksdb_memtable_budget_bytes: int = Field(
+        default=128 * 1024**2, ge=1024**2,
+        description="Memtable memory of all of the worker's table partitions together (a RocksDB write-buffer "
+                    "manager flushes the largest memtables when it is reached).")
 
     # --- Recommendations ------------------------------------------------------
     artifacts_dir: Path = Field(default=Path("var/artifacts"), description="Trained model and index versions.")

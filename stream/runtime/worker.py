@@ -148,8 +148,9 @@ class Worker:
             # the event's partition. Values use the app's default, JSON.
             key_type=bytes,
             options={
-                # Faust's default is a 2 GiB LRU block cache per partition database.
-                "block_cache_size": settings.rocksdb_block_cache_bytes,
+                # Faust's default is a 2 GiB LRU block cache per partition database; the one it
+                # creates for each is left unused and tiny (PartitionedTable.share_memory).
+                "block_cache_size": 1024**2,
                 "block_cache_compressed_size": 0,
                 "write_buffer_size": settings.rocksdb_write_buffer_bytes,
             },
@@ -177,6 +178,7 @@ class Worker:
         # exactly_once worker ran without any Kafka transaction (stream/runtime/README.md).
         app.in_worker = True
         self.feed.install()
+        self.states.share_memory(self.settings.rocksdb_block_cache_bytes, self.settings.rocksdb_memtable_budget_bytes)
         tabledir = Path(app.conf.tabledir)
         local_state.claim(tabledir, wipe_if_unclean=self.settings.processing_guarantee == "exactly_once")
 

@@ -44,6 +44,7 @@ def real_instances(datadir: Path) -> dict[str, object]:
                 "faust.transport.drivers.aiokafka.Consumer": app.consumer,
                 "faust.transport.consumer.Fetcher": Fetcher(app),
                 "faust.stores.rocksdb.Store": table.data,
+                "faust.stores.rocksdb.RocksDBOptions": table.data.rocksdb_options,
                 "aiokafka.producer.producer.AIOKafkaProducer": producer,
                 "aiokafka.producer.message_accumulator.MessageAccumulator": producer._message_accumulator,
                 "aiokafka.producer.transaction_manager.TransactionManager": producer._txn_manager,

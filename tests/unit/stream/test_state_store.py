@@ -108,3 +108,34 @@ def test_faust_never_records_a_changelog_offset_handed_over_under_exactly_once()
     missed, written = asyncio.run(run())
     assert missed == []
     assert written == [(TP("on-commit-user-state-changelog", 0), 41)]
+
+
+def test_partition_databases_share_one_block_cache_and_one_memtable_budget(tmp_path):
+    """On a real Faust RocksDB store: every partition database it opens after share_memory uses the
+    same cache and write-buffer manager, whose usage counts the writes of all of them."""
+    import faust
+
+    async def run():
+        app = faust.App("shared-memory", broker="kafka://127.0.0.1:1", store="rocksdb://",
+                        datadir=str(tmp_path / "faust"), autodiscover=False)
+        user_state = app.Table("t", partitions=4, key_type=bytes)
+        states = PartitionedTable(app, user_state)
+        states.share_memory(cache_bytes=32 * 2**20, memtable_bytes=4 * 2**20)
+        dbs = [states._db(p) for p in range(4)]
+        for p, db in enumerate(dbs):
+            for i in range(4000):
+                db[f"u{i}".encode()] = bytes([p]) * 400
+        usage = states.shared_write_buffers.get_usage()
+        for db in dbs:
+            db.flush()
+        for db in dbs:
+            for i in range(0, 4000, 7):
+                assert db[f"u{i}".encode()][:1] in (b"\0", b"\1", b"\2", b"\3")
+        cached = states.shared_cache.get_usage()
+        for db in dbs:
+            db.close()
+        return usage, cached
+
+    usage, cached = asyncio.run(run())
+    assert 2 * 2**20 < usage <= 6 * 2**20  # 4 x 1.6 MB written, held to about the 4 MiB budget by early flushes
+    assert cached > 0  # reads of every partition went through the one shared cache
