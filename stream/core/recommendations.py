@@ -27,8 +27,8 @@ from stream.errors import InvalidRecord
 Source = Literal["personal", "trending"]
 SOURCES = ("personal", "trending")
 SCORE_DIGITS = 6
-_FIELDS = ("user_id", "items", "source", "model_version", "index_version", "event_timestamp_ms", "event_offset",
-           "generated_ms", "published_ms")
+_FIELDS = ("user_id", "items", "source", "model_version", "index_version", "arm", "event_timestamp_ms",
+           "event_offset", "generated_ms", "published_ms")
 
 
 class InvalidRecommendation(InvalidRecord):
@@ -50,6 +50,7 @@ class Recommendation:
     event_offset: int | None
     generated_ms: int
     published_ms: int | None = None
+    arm: str | None = None  # the experiment arm the user is served by; None outside any experiment
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class Recommendation:
             "source": self.source,
             "model_version": self.model_version,
             "index_version": self.index_version,
+            "arm": self.arm,
             "event_timestamp_ms": self.event_timestamp_ms,
             "event_offset": self.event_offset,
             "generated_ms": self.generated_ms,
@@ -90,11 +92,13 @@ class Recommendation:
                 raise InvalidRecommendation("wrong_type", f"{name} must be an integer or null")
         if type(data["generated_ms"]) is not int:
             raise InvalidRecommendation("wrong_type", "generated_ms must be an integer")
+        if data["arm"] is not None and not isinstance(data["arm"], str):
+            raise InvalidRecommendation("wrong_type", "arm must be a string or null")
         return cls(check_id("user_id", data["user_id"], InvalidRecommendation),
                    [it["item_id"] for it in items], [float(it["score"]) for it in items],
                    [it["reason"] for it in items], data["source"], str(data["model_version"]),
                    str(data["index_version"]), data["event_timestamp_ms"], data["event_offset"],
-                   data["generated_ms"], data["published_ms"])
+                   data["generated_ms"], data["published_ms"], data["arm"])
 
 
 JSON_SCHEMA: dict[str, Any] = {
@@ -125,6 +129,9 @@ JSON_SCHEMA: dict[str, Any] = {
         "source": {"enum": list(SOURCES)},
         "model_version": {"type": "string"},
         "index_version": {"type": "string"},
+        "arm": {"type": ["string", "null"],
+                "description": "The experiment arm that served the user (its model_version is the arm's); "
+                               "null outside any experiment."},
         "event_timestamp_ms": {"type": ["integer", "null"]},
         "event_offset": {"type": ["integer", "null"], "minimum": 0},
         "generated_ms": {"type": "integer"},

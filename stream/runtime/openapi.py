@@ -114,6 +114,9 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                                        "source": {"enum": ["personal", "trending"]},
                                        "model_version": {"type": "string"},
                                        "index_version": {"type": ["string", "null"]},
+                                       "arm": {"type": ["string", "null"],
+                                               "description": "the experiment arm serving the user, "
+                                                              "null outside any experiment"},
                                        "history_length": {"type": "integer"}}},
                 "SimilarItems": {"type": "object", "required": ["item_id", "items", "model_version"], "properties": {
                     "item_id": {"type": "string"}, "items": {"type": "array", "items": scored_item},

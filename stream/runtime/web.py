@@ -222,13 +222,15 @@ def register_views(app: faust.App, worker: Worker) -> None:
         async def _get(self, request: Request, user_id: str) -> Response:
             user_id = parse_id("user_id", user_id)
             k = parse_k(request, settings.top_k, settings.max_k)
-            model = model_or_503(self)
+            model_or_503(self)
+            model, arm = worker.holder.serving.model_for(user_id)  # the user's arm during an experiment
             allowed, exclude = parse_filters(request, model)
             state = worker.state_of(user_id)
             if state is None:
                 return error(self, 404, f"unknown user {user_id!r}")
             [recommendation], _ = worker.processor.recommend(model, [user_id], [state], k, int(time.time() * 1000),
                                                              allowed=allowed, exclude_items=exclude)
+            recommendation.arm = arm
             return self.json({**recommendation.to_dict(), "history_length": len(state.history)})
 
     @app.page("/items/{item_id}/similar")

@@ -24,6 +24,7 @@ import numpy as np
 
 from index import IndexConfig, build_index, load_index
 from models.bootstrap import BOOTSTRAP_VERSION, HashedContentEncoder
+from stream.core.experiments import Experiment
 from stream.core.state import recency_weighted_means
 
 log = logging.getLogger(__name__)
@@ -349,23 +350,75 @@ def bootstrap_model(items: Sequence[Mapping[str, Any]], dim: int = 64, index_con
     return model
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What one batch or request is served from, read once: the served version and, while an
+    experiment runs, each arm's (arm name -> model)."""
+
+    default: ServingModel | None
+    experiment: Experiment | None = None
+    arms: Mapping[str, ServingModel] = field(default_factory=dict)
+
+    def model_for(self, user_id: str) -> tuple[ServingModel | None, str | None]:
+        """``user_id``'s model and arm (``None`` outside any experiment)."""
+        if self.experiment is not None and self.experiment.running:
+            arm = self.experiment.arm_of(user_id)
+            model = self.arms.get(arm.name)
+            if model is not None:
+                return model, arm.name
+        return self.default, None
+
+
 class ModelHolder:
-    """The version being served. Reading :attr:`current` once per batch or request
-    is what guarantees a response never mixes two versions."""
+    """The version being served, and the arms' versions while an experiment runs. Reading
+    :attr:`serving` (or :attr:`current`) once per batch or request is what guarantees a
+    response never mixes two versions."""
 
     def __init__(self, model: ServingModel | None = None) -> None:
-        self._model = model
+        self._serving = Serving(model)
 
     @property
     def current(self) -> ServingModel | None:
-        return self._model
+        return self._serving.default
+
+    @property
+    def serving(self) -> Serving:
+        return self._serving
+
+    @property
+    def experiment(self) -> Experiment | None:
+        return self._serving.experiment
 
     def swap(self, model: ServingModel) -> ServingModel | None:
-        """Serve ``model`` from now on; returns the previous one (in-flight work keeps using it)."""
-        previous, self._model = self._model, model
+        """Serve ``model`` from now on; returns the previous one (in-flight work keeps using it).
+        A running experiment keeps its arms."""
+        previous = self._serving.default
+        self._serving = Serving(model, self._serving.experiment, self._serving.arms)
         log.info("serving model_version=%s index_version=%s items=%d", model.model_version,
                  model.index_version, model.n_items)
         return previous
+
+    def start_experiment(self, experiment: Experiment, models: Mapping[str, ServingModel]) -> None:
+        """Serve each arm of ``experiment`` from ``models[arm.version]`` (every version must be there)."""
+        missing = [a.version for a in experiment.arms if a.version not in models]
+        if missing:
+            raise KeyError(f"experiment {experiment.name!r}: versions not loaded: {missing}")
+        for arm in experiment.arms:
+            if models[arm.version].model_version != arm.version:
+                raise ValueError(f"arm {arm.name!r} names {arm.version}, the model given is "
+                                 f"{models[arm.version].model_version}")
+        self._serving = Serving(self._serving.default, experiment,
+                                {a.name: models[a.version] for a in experiment.arms})
+        log.info("experiment started name=%s arms=%s", experiment.name,
+                 ",".join(f"{a.name}={a.version}:{a.share:g}" for a in experiment.arms))
+
+    def stop_experiment(self) -> Experiment | None:
+        """Serve every user from the default version again; returns the experiment stopped."""
+        stopped = self._serving.experiment
+        self._serving = Serving(self._serving.default)
+        if stopped is not None:
+            log.info("experiment stopped name=%s", stopped.name)
+        return stopped
 
 
 class _ArtifactContentEncoder:

@@ -27,7 +27,7 @@ from stream.core.records import Record
 from stream.core.state import UserState, apply_event
 from stream.core.trending import TrendingCounter
 from stream.errors import InvalidEvent
-from stream.serving.model import POPULAR, ModelHolder, ServingModel
+from stream.serving.model import POPULAR, ModelHolder, Serving, ServingModel
 
 _POSITIVE = frozenset(t for t in EventType if is_positive(t))
 
@@ -57,7 +57,10 @@ class BatchResult:
     online_trials: int = 0
     online_hits: int = 0
     retrieval_seconds: float = 0.0
-    model: ServingModel | None = None  # the version the batch was applied under and is recommended from
+    model: ServingModel | None = None  # the served version the batch was applied under
+    serving: Serving | None = None  # what it is recommended from: that version, or during an experiment the arms'
+    arm_trials: dict[str, int] = field(default_factory=dict)  # online trials and hits by experiment arm
+    arm_hits: dict[str, int] = field(default_factory=dict)
 
 
 class BatchProcessor:
@@ -87,7 +90,9 @@ class BatchProcessor:
         record of the batch: it names the partition)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         result = BatchResult()
-        model = result.model = self.holder.current  # one version for the whole batch
+        serving = result.serving = self.holder.serving  # one snapshot for the whole batch
+        model = result.model = serving.default
+        experiment = serving.experiment if serving.experiment is not None and serving.experiment.running else None
         catalogue = model.positions if model is not None else None
         updates = result.updates
         for record in records:
@@ -128,7 +133,13 @@ class BatchProcessor:
                 self.trending.add(item_id, event.timestamp_ms, event.weight)
                 if state.last_recs:
                     result.online_trials += 1
-                    result.online_hits += item_id in state.last_recs
+                    hit = item_id in state.last_recs
+                    result.online_hits += hit
+                    if experiment is not None:
+                        arm = experiment.arm_of(user_id)
+                        if state.model_version == arm.version:  # what the user held came from the arm
+                            result.arm_trials[arm.name] = result.arm_trials.get(arm.name, 0) + 1
+                            result.arm_hits[arm.name] = result.arm_hits.get(arm.name, 0) + hit
             if update is None:
                 updates[user_id] = UserUpdate(state, record, event)
             else:
@@ -136,21 +147,30 @@ class BatchProcessor:
         return result
 
     def recommend_updates(self, result: BatchResult, users: Sequence[str], now_ms: int) -> None:
-        """Build the recommendations of ``users`` (touched by ``result``'s batch) from the batch's
-        model, into their updates, and set their states' vector, version and last items."""
-        model = result.model
-        if model is None or not users:
+        """Build the recommendations of ``users`` (touched by ``result``'s batch) into their
+        updates, each from the user's model in the batch's snapshot (its arm's during an
+        experiment), and set their states' vector, version and last items."""
+        serving = result.serving if result.serving is not None else Serving(result.model)
+        if serving.default is None or not users:
             return
         started = time.perf_counter()
+        groups: dict[str | None, list[str]] = {}
+        models: dict[str | None, ServingModel] = {}
+        for user in users:
+            model, arm = serving.model_for(user)
+            groups.setdefault(arm, []).append(user)
+            models[arm] = model
         updates = result.updates
-        states = [updates[u].state for u in users]
-        recommendations, vectors = self.recommend(model, users, states, self.top_k, now_ms)
-        for user, state, rec, vector in zip(users, states, recommendations, vectors):
-            if vector is not None:
-                state.embedding = vector
-            state.model_version = model.model_version
-            state.last_recs = list(rec.item_ids)
-            updates[user].recommendation = rec
+        for arm, members in groups.items():
+            model = models[arm]
+            states = [updates[u].state for u in members]
+            recommendations, vectors = self.recommend(model, members, states, self.top_k, now_ms)
+            for user, state, rec, vector in zip(members, states, recommendations, vectors):
+                state.embedding = vector if vector is not None else state.embedding
+                state.model_version = model.model_version
+                state.last_recs = list(rec.item_ids)
+                rec.arm = arm
+                updates[user].recommendation = rec
         result.retrieval_seconds += time.perf_counter() - started
 
     def recommend(self, model: ServingModel, users: Sequence[str], states: Sequence[UserState], k: int,

@@ -180,8 +180,9 @@ def test_processor_equals_the_per_user_reference_on_random_batches(data):
             assert (rec["source"], rec["items"]) == (source, items)
             assert (vector is None) or np.abs(update.state.embedding - vector).max() <= 1e-6
             assert update.state.last_recs == [i["item_id"] for i in items]
-            assert list(rec) == ["user_id", "items", "source", "model_version", "index_version",
+            assert list(rec) == ["user_id", "items", "source", "model_version", "index_version", "arm",
                                  "event_timestamp_ms", "event_offset", "generated_ms", "published_ms"]
+            assert rec["arm"] is None  # no experiment
             store[user] = update.state.to_bytes()
 
 
@@ -228,7 +229,7 @@ def test_encoded_recommendation_is_the_stdlib_json():
     raw = rec.encode()
     want = {"user_id": "u1", "items": [{"item_id": "i1", "score": 0.123457, "reason": "because you played Só Danço"},
                                        {"item_id": "i2", "score": 5e-06, "reason": "popular right now"}],
-            "source": "personal", "model_version": "content-v0", "index_version": "content-v0-1",
+            "source": "personal", "model_version": "content-v0", "index_version": "content-v0-1", "arm": None,
             "event_timestamp_ms": NOW, "event_offset": 2**40, "generated_ms": NOW, "published_ms": NOW + 1}
     assert isinstance(raw, bytes) and orjson.loads(raw) == json.loads(json.dumps(want)) == want
     ascii_only = Recommendation("u1", ["i1"], [0.5], ["x"], "personal", "v", "v-1", NOW, 3, NOW, None)
