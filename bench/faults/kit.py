@@ -253,6 +253,11 @@ def check_state(world: World, sent: int, timeout: float | None = None) -> Outcom
         users_last_event_unrecommended=sum(1 for u, e in expected.items() if last.get(u) != e.last_offset))
     if outcome.figures["producer_lost"] or outcome.figures["producer_doubled"]:
         outcome.problems.append("the producer lost or doubled events on the topic")
+    if outcome.figures["users_last_event_unrecommended"]:
+        # Every applied event leaves its user a recommendation naming it or a later event: found
+        # when a transaction commit fell between a state record and its recommendation (outbox).
+        outcome.problems.append(f"{outcome.figures['users_last_event_unrecommended']} users have no "
+                                "recommendation for their last event")
     return outcome
 
 

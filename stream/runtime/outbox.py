@@ -13,6 +13,7 @@ producer and lock that Faust's own sends use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -52,15 +53,23 @@ class Outbox:
         return sum(len(v) for v in self._records.values())
 
     async def send(self) -> list[SentBatch]:
-        """Hand every collected record to the producer; returns one :class:`SentBatch` per record batch."""
+        """Hand every collected record to the producer; returns one :class:`SentBatch` per record batch.
+
+        Every topic's records of one events partition go under one hold of the partition's lock:
+        a transaction commit (which takes the same lock) then never falls between a user's state
+        changelog record and their recommendation, which a crash would otherwise split into a
+        committed state and an aborted recommendation (under exactly-once a redelivered event is
+        not recommended again, so the user's last event would stay unrecommended).
+        """
         sent: list[SentBatch] = []
         records, self._records = self._records, {}
+        by_partition: dict[int, list[tuple[str, list[tuple[bytes | None, bytes]]]]] = {}
         for (topic, partition), pairs in records.items():
+            by_partition.setdefault(partition, []).append((topic, pairs))
+        for partition, topics in by_partition.items():
             producer, lock = self.producer_for(partition)
-            if lock is None:
-                sent.extend(await _send_partition(producer, topic, partition, pairs, self.max_batch_bytes))
-            else:
-                async with lock:
+            async with lock if lock is not None else contextlib.nullcontext():
+                for topic, pairs in topics:
                     sent.extend(await _send_partition(producer, topic, partition, pairs, self.max_batch_bytes))
         return sent
 

@@ -470,7 +470,7 @@ class Worker:
         metrics.EVENTS_REFETCHED.inc(len(refetched))
         metrics.EVENTS_CONSUMED.inc(len(records))
         metrics.BATCH_SIZE.observe(len(records))
-        outbox = Outbox(self._producer_for, self.settings.topic_max_message_bytes - 512)
+        outbox = self._batch_outbox()
         new_users: set[str] = set()
         bad_states: list[tuple[Record, str, str]] = []
 
@@ -513,7 +513,7 @@ class Worker:
                 metrics.INGEST_LATENCY.observe(max(0.0, now - update.record.timestamp_ms / 1000.0))
             if start >= len(users):
                 break
-            outbox = Outbox(self._producer_for, self.settings.topic_max_message_bytes - 512)
+            outbox = self._batch_outbox()
             await asyncio.sleep(0)  # HTTP requests and fetches in, between slices
         metrics.EVENTS_APPLIED.inc(result.applied)
         metrics.EVENTS_DUPLICATE.inc(result.duplicates)
@@ -522,6 +522,9 @@ class Worker:
         if result.updates:
             metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
         return records, produced
+
+    def _batch_outbox(self) -> Outbox:
+        return Outbox(self._producer_for, self.settings.topic_max_message_bytes - 512)
 
     def _write_updates(self, outbox: Outbox, result: BatchResult, users: list[str], new_users: set[str],
                        now_ms: int) -> list[UserUpdate]:

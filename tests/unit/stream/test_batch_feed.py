@@ -189,3 +189,31 @@ def test_outbox_splits_full_batches_into_transactional_ones():
         assert [(c, t) for _, _, c, t in producer.batches] == [(3, True), (2, True), (1, True), (1, True)]
 
     asyncio.run(scenario())
+
+
+def test_a_commit_never_falls_between_one_partitions_topics():
+    """Faust's transaction commit takes the partition's lock: it must wait until the state changelog
+    record and the recommendation of that partition are both in the transaction."""
+    async def scenario():
+        lock = asyncio.Lock()
+        order = []
+
+        class SlowProducer(FakeProducer):
+            async def send_batch(self, builder, topic, *, partition):
+                order.append(topic)
+                await asyncio.sleep(0.01)  # a real send yields to the loop (accumulator space)
+                return await super().send_batch(builder, topic, partition=partition)
+
+        async def commit():
+            await asyncio.sleep(0.005)  # starts while the changelog batch is being sent
+            async with lock:
+                order.append("commit")
+
+        producer = SlowProducer(transactional=True)
+        box = Outbox(lambda partition: (producer, lock))
+        box.add("changelog", 3, b"u1", b"state")
+        box.add("recommendations", 3, b"u1", b"rec")
+        await asyncio.gather(box.send(), commit())
+        assert order == ["changelog", "recommendations", "commit"]
+
+    asyncio.run(scenario())
