@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Callable
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from stream.demo.local_worker import LocalWorker, settings_env  # noqa: F401  (re-exported for tests)
 from stream.kafka.reader import read_range
@@ -14,6 +16,23 @@ from stream.settings import Settings
 
 class WorkerProcess(LocalWorker):
     """A ``streamrec worker`` subprocess for tests (see :class:`stream.demo.local_worker.LocalWorker`)."""
+
+
+def start_catalogue_worker(kafka_bootstrap: str, root: Path, name: str, partitions: int,
+                           items: Sequence[dict[str, Any]], **overrides: Any) -> tuple[Settings, WorkerProcess]:
+    """Topics of a namespace of their own (prefix ``name-<random>.``), ``items`` published, and a
+    running worker over them (``top_k`` 5 unless overridden)."""
+    from stream.kafka.admin import ensure_topics
+    from stream.kafka.producer import publish_catalog
+    from tests.helpers import free_port
+
+    prefix = f"{name}-{uuid.uuid4().hex[:10]}."
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=partitions,
+                        data_dir=root / "state", artifacts_dir=root / "artifacts", web_port=free_port(),
+                        app_id=f"streamrec-{prefix.rstrip('.')}", **({"top_k": 5} | overrides))
+    ensure_topics(settings)
+    publish_catalog(settings, items)
+    return settings, WorkerProcess(settings, root / "worker.log").start()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3, what: str = "") -> Any:

@@ -12,29 +12,17 @@ import pytest
 from openapi_spec_validator import validate
 
 from models.data.synthetic import generate_demo_dataset
-from stream.kafka.admin import ensure_topics
-from stream.kafka.producer import EventProducer, publish_catalog
-from tests.worker_harness import WorkerProcess, wait_for
+from stream.kafka.producer import EventProducer
+from tests.worker_harness import start_catalogue_worker, wait_for
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
 def world(kafka_bootstrap, tmp_path_factory):
-    import uuid
-
-    from stream.settings import Settings
-    from tests.helpers import free_port
-
     data = generate_demo_dataset(n_users=10, n_items=60, events_per_user=3, seed=8)
-    prefix = f"itoa-{uuid.uuid4().hex[:10]}."
-    root = tmp_path_factory.mktemp("openapi")
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=2,
-                        data_dir=root / "state", artifacts_dir=root / "artifacts", web_port=free_port(),
-                        app_id=f"streamrec-{prefix.rstrip('.')}", top_k=5)
-    ensure_topics(settings)
-    publish_catalog(settings, data.items)
-    worker = WorkerProcess(settings, root / "worker.log").start()
+    settings, worker = start_catalogue_worker(kafka_bootstrap, tmp_path_factory.mktemp("openapi"), "itoa", 2,
+                                              data.items)
     with EventProducer(settings) as producer:
         for n, item in enumerate(data.items[:3]):
             producer.send({"user_id": f"u{n}", "item_id": item["item_id"], "event_type": "play",

@@ -9,10 +9,8 @@ import urllib.parse
 import pytest
 
 from models.data.synthetic import generate_demo_dataset
-from stream.kafka.admin import ensure_topics
-from stream.kafka.producer import publish_catalog
 from stream.kafka.producer import EventProducer
-from tests.worker_harness import WorkerProcess, recommendations_for, schema_violations, topic_json, wait_for
+from tests.worker_harness import recommendations_for, schema_violations, start_catalogue_worker, topic_json, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -25,19 +23,8 @@ def data():
 @pytest.fixture(scope="module")
 def world(kafka_bootstrap, tmp_path_factory, data):
     """Topics, the catalogue and one running worker, shared by this module's tests."""
-    import uuid
-
-    from stream.settings import Settings
-    from tests.helpers import free_port
-
-    prefix = f"itw-{uuid.uuid4().hex[:10]}."
-    root = tmp_path_factory.mktemp("worker")
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=4,
-                        data_dir=root / "state", artifacts_dir=root / "artifacts", web_port=free_port(),
-                        app_id=f"streamrec-{prefix.rstrip('.')}", top_k=5)
-    ensure_topics(settings)
-    publish_catalog(settings, data.items)
-    worker = WorkerProcess(settings, root / "worker.log").start()
+    settings, worker = start_catalogue_worker(kafka_bootstrap, tmp_path_factory.mktemp("worker"), "itw", 4,
+                                              data.items)
     yield settings, worker
     worker.stop()
 
