@@ -12,11 +12,24 @@ recommendation of that arm just before) and hits (the event's item was in it).
 each arm against the control (the first arm), the difference and a two-sided
 two-proportion z-test.
 
-Experiment record (the ``experiment`` object of a model-updates record)::
+Experiments are announced on ``model-updates`` beside the versions, keyed
+``experiment:<name>``, as ``{"experiment": {...}}`` (:func:`experiment_record`)::
 
-    {"name": "ndcg-v2", "arms": [{"name": "control", "version": "v1", "share": 0.8},
-                                 {"name": "treatment", "version": "v2", "share": 0.2}],
-     "started_ms": 1764584100000, "stopped_ms": null, "promoted": null}
+    {"experiment": {"name": "ndcg-v2",
+                    "arms": [{"name": "control", "version": "v1", "share": 0.8},
+                             {"name": "treatment", "version": "v2", "share": 0.2}],
+                    "started_ms": 1764584100000, "stopped_ms": null, "promoted": null}}
+
+The last experiment record in the topic's order is the one in force: a record
+with ``stopped_ms`` stops it. A stop with ``promoted`` is also an announcement of
+the promoted arm's version (:func:`promotion`), in the same record so that no
+crash can stop the experiment without promoting: that version is then the
+newest, and every worker (and the trainer's gate) serves it from then on.
+
+A worker counts each arm's trials and hits per events partition, in a table of
+its own (:func:`counts_key`, :func:`encode_counts`) whose changelog commits with
+the events it counts; the results over all workers are the sums over every
+partition's latest counts (:func:`sum_counts`).
 """
 
 from __future__ import annotations
@@ -24,11 +37,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stream.core.announcements import check_version
+from stream.core.announcements import MAX_ANNOUNCEMENT_BYTES, ModelAnnouncement, check_version, parse_announcement
+from stream.core.codec import decode_object
+from stream.core.state import dumps
 from stream.errors import InvalidRecord
 
 MAX_ARMS = 8
@@ -164,6 +179,38 @@ def parse_experiment(data: Any) -> Experiment:
         raise InvalidExperiment("bad_arms", f"arms do not validate: {e}") from None
 
 
+def experiment_record(experiment: Experiment) -> tuple[bytes, bytes]:
+    """The ``(key, value)`` of ``experiment``'s record on ``model-updates``."""
+    return f"experiment:{experiment.name}".encode(), dumps({"experiment": experiment.to_dict()})
+
+
+def promotion(experiment: Experiment) -> ModelAnnouncement | None:
+    """The version announcement a stop with a promoted arm makes, at the stop's time; ``None`` otherwise."""
+    if experiment.running or experiment.promoted is None:
+        return None
+    return ModelAnnouncement(experiment.arm(experiment.promoted).version, experiment.stopped_ms or 0,
+                             extra={"promoted_by": experiment.name})
+
+
+def announcements_of(updates: Iterable[ModelAnnouncement | Experiment]) -> list[ModelAnnouncement]:
+    """The version announcements among ``model-updates`` records, promotions included, in order."""
+    out: list[ModelAnnouncement] = []
+    for update in updates:
+        found = promotion(update) if isinstance(update, Experiment) else update
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def parse_model_update(raw: bytes | bytearray | str | Mapping[str, Any]) -> ModelAnnouncement | Experiment:
+    """A ``model-updates`` record: an experiment record (an object with ``experiment``) or a version
+    announcement; raises :class:`InvalidRecord` (``InvalidExperiment``, ``InvalidAnnouncement``) with a reason."""
+    data = raw if isinstance(raw, Mapping) else decode_object(raw, MAX_ANNOUNCEMENT_BYTES, InvalidExperiment)
+    if "experiment" in data:
+        return parse_experiment(data["experiment"])
+    return parse_announcement(data)
+
+
 def _check_name(value: Any, what: str) -> None:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidExperiment("bad_name", f"{what} name {str(value)[:40]!r} is not a plain name "
@@ -215,3 +262,96 @@ def compare(experiment: Experiment, counts: Mapping[str, tuple[int, int]], alpha
         arms.append(row)
     return {"experiment": experiment.name, "running": experiment.running, "control": control.name,
             "promoted": experiment.promoted, "arms": arms}
+
+
+def format_results(result: dict[str, Any]) -> list[str]:
+    """An experiment's results (:func:`compare`, or ``stream.kafka.experiments.results``) as table lines."""
+    state = "running" if result["running"] else (
+        f"stopped, promoted {result['promoted']}" if result["promoted"] else "stopped")
+    counted = result.get("partitions_counted")
+    where = f"; {len(counted)} partitions counted" if counted is not None else ""
+    lines = [f"experiment {result['experiment']} ({state}{where})",
+             f"  {'arm':<14} {'version':<22} {'share':>5} {'trials':>8} {'hits':>7} {'hit rate':>8} "
+             f"{'95% interval':>15} {'diff':>8} {'p':>7}"]
+    for arm in result["arms"]:
+        rate = f"{arm['hit_rate']:.4f}" if arm["hit_rate"] is not None else "-"
+        low, high = arm["interval_95"]
+        diff = f"{arm['difference']:+.4f}" if "difference" in arm else "control"
+        p = (f"{arm['p_value']:.4f}{'*' if arm['significant'] else ''}") if "p_value" in arm else ""
+        lines.append(f"  {arm['arm']:<14} {arm['version'][:22]:<22} {arm['share']:>5.2f} {arm['trials']:>8} "
+                     f"{arm['hits']:>7} {rate:>8} {f'[{low:.3f}, {high:.3f}]':>15} {diff:>8} {p:>7}")
+    lines.append("  * significant at the 5% level (two-sided two-proportion z-test against the control)")
+    return lines
+
+
+_ARM_SCHEMA = {"type": "object", "required": ["name", "version", "share"], "properties": {
+    "name": {"type": "string", "pattern": NAME_PATTERN},
+    "version": {"type": "string"},
+    "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}}
+
+EXPERIMENT_SCHEMA: dict[str, Any] = {
+    "title": "streamrec experiment record",
+    "description": "An A/B experiment between model versions, started or stopped (keyed experiment:<name>); "
+                   "the last experiment record is the one in force. Arm shares sum to 1; the first arm is "
+                   "the control. A stop with promoted also announces that arm's version.",
+    "type": "object",
+    "required": ["experiment"],
+    "properties": {"experiment": {
+        "type": "object",
+        "required": ["name", "arms", "started_ms"],
+        "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "arms": {"type": "array", "minItems": 2, "maxItems": MAX_ARMS, "items": _ARM_SCHEMA},
+            "started_ms": {"type": "integer", "minimum": 0},
+            "stopped_ms": {"type": ["integer", "null"], "minimum": 0},
+            "promoted": {"type": ["string", "null"]},
+        },
+    }},
+}
+
+
+# --- counts per events partition -------------------------------------------------------
+MAX_COUNTS_BYTES = 16 * 1024
+
+
+def counts_key(experiment: Experiment) -> bytes:
+    """The counts table's key of ``experiment``: its name and start (a restarted name counts afresh)."""
+    return f"{experiment.name}@{experiment.started_ms}".encode()
+
+
+def encode_counts(counts: Mapping[str, tuple[int, int]]) -> bytes:
+    """``{arm: (trials, hits)}`` as the counts table's value."""
+    return dumps({arm: [int(t), int(h)] for arm, (t, h) in sorted(counts.items())})
+
+
+def decode_counts(raw: bytes | bytearray | None) -> dict[str, tuple[int, int]]:
+    """The counts in ``raw``; raises :class:`InvalidExperiment` (the changelog is writable by any client)."""
+    data = decode_object(raw, MAX_COUNTS_BYTES, InvalidExperiment)
+    out: dict[str, tuple[int, int]] = {}
+    for arm, pair in data.items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(type(v) is int and v >= 0 for v in pair)
+                and pair[1] <= pair[0]):
+            raise InvalidExperiment("bad_counts", f"arm {str(arm)[:40]!r}: counts must be [trials, hits], "
+                                    "non-negative integers with hits <= trials")
+        out[str(arm)] = (pair[0], pair[1])
+    return out
+
+
+def add_counts(counts: Mapping[str, tuple[int, int]], trials: Mapping[str, int],
+               hits: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    """``counts`` with a batch's ``trials`` and ``hits`` by arm added."""
+    out = dict(counts)
+    for arm, n in trials.items():
+        t, h = out.get(arm, (0, 0))
+        out[arm] = (t + n, h + hits.get(arm, 0))
+    return out
+
+
+def sum_counts(per_partition: Iterable[Mapping[str, tuple[int, int]]]) -> dict[str, tuple[int, int]]:
+    """Counts by arm summed over partitions."""
+    total: dict[str, tuple[int, int]] = {}
+    for counts in per_partition:
+        for arm, (t, h) in counts.items():
+            a, b = total.get(arm, (0, 0))
+            total[arm] = (a + t, b + h)
+    return total

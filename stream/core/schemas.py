@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream.core import announcements, dead_letters, events, items, recommendations
+from stream.core import announcements, dead_letters, events, experiments, items, recommendations
 from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -26,7 +26,14 @@ TOPIC_SCHEMAS: dict[str, dict[str, Any]] = {
     ITEMS: items.JSON_SCHEMA,
     RECOMMENDATIONS: recommendations.JSON_SCHEMA,
     DEAD_LETTER: dead_letters.JSON_SCHEMA,
-    MODEL_UPDATES: announcements.JSON_SCHEMA,
+    MODEL_UPDATES: {
+        "title": "streamrec model-updates record",
+        "description": "A trained version's announcement, or (with an experiment object) an experiment record.",
+        "if": {"type": "object", "required": ["experiment"]},
+        "then": experiments.EXPERIMENT_SCHEMA,
+        "else": announcements.JSON_SCHEMA,
+        "x-max-bytes": announcements.MAX_ANNOUNCEMENT_BYTES,
+    },
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from models.data.synthetic import generate_demo_dataset
 from models.train.config import trainer_config
-from stream.core.topics import project_topics
+from stream.core.topics import EXPERIMENT_COUNTS_TABLE, USER_STATE_TABLE, changelog_topic, project_topics
 from stream.demo.load import run_demo
 from stream.demo.local_worker import LocalWorker
 from stream.kafka.admin import delete_topics
@@ -35,6 +35,7 @@ class LiveDemoResult:
     after: dict[str, list[dict[str, Any]]]
     new_events: dict[str, list[str]]
     metrics_url: str
+    experiment: dict[str, Any] | None = None  # the short experiment's results (stream.kafka.experiments.results)
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -59,13 +60,87 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def _reset(settings: Settings) -> None:
-    internal = [f"{settings.app_id}-user-state-changelog", f"{settings.app_id}-__assignor-__leader"]
+    internal = [changelog_topic(settings, USER_STATE_TABLE), changelog_topic(settings, EXPERIMENT_COUNTS_TABLE),
+                f"{settings.app_id}-__assignor-__leader"]
     delete_topics(settings, [t.name for t in project_topics(settings)] + internal)
     shutil.rmtree(settings.data_dir.parent, ignore_errors=True)
     time.sleep(1.0)  # topic deletion completes asynchronously on the broker
 
 
 DEMO_TIME_BUDGET_S = 180.0
+EXPERIMENT_ROUNDS = 3
+
+
+def _run_experiment(s: Settings, worker: LocalWorker, data: Any, control: str, echo: Echo) -> dict[str, Any] | None:
+    """A short A/B experiment: the version the trainer chose (control) against a plain mean-pooling
+    version trained now (treatment), half the users each, with simulated users who each round play
+    an item of their favourite category: one they were recommended when there is one (a hit).
+    Prints the per-arm results and stops the experiment, promoting the treatment only if it won."""
+    import asyncio
+    from collections import Counter
+
+    from models.feedback import is_positive
+    from stream.core.experiments import Arm, format_results, new_experiment
+    from stream.kafka import experiments as kafka_experiments
+
+    echo("\nA/B experiment: a plain mean-pooling user tower (treatment) against the trainer's choice (control)...")
+    plain = train_once(s, trainer_config(dim=48, epochs=2, tower="mean", content="none", progress=False),
+                       margin=1.0, select="fixed", warm_start=False)
+    if not plain.published:
+        echo(f"  treatment not published ({plain.reason}): no experiment")
+        return None
+    _wait(lambda: worker.get("/healthz")[1].get("model_version") == plain.version, 120, "the treatment version")
+    experiment = new_experiment("demo-ab", [Arm("control", control, 0.5), Arm("treatment", plain.version, 0.5)],
+                                int(time.time() * 1000))
+    kafka_experiments.publish_experiment(s, experiment)
+    _wait(lambda: worker.get("/experiments")[1].get("serving") == "demo-ab", 120, "the experiment to be served")
+    echo(f"  started demo-ab: control={control} (50%), treatment={plain.version} (50%)")
+    category = {it["item_id"]: it["category"] for it in data.items}
+    by_category: dict[str, list[str]] = {}
+    for it in data.items:
+        by_category.setdefault(it["category"], []).append(it["item_id"])
+    favourite = {}
+    for user in data.user_ids:
+        counts = Counter(category[e["item_id"]] for e in data.events
+                         if e["user_id"] == user and is_positive(e["event_type"]))
+        favourite[user] = counts.most_common(1)[0][0] if counts else next(iter(by_category))
+    played: dict[str, set[str]] = {u: set() for u in data.user_ids}
+    applied, sent = worker.metric("streamrec_worker_events_applied_total"), 0
+    for round_ in range(EXPERIMENT_ROUNDS):
+        with EventProducer(s) as producer:
+            for user in data.user_ids:
+                status, body = worker.get(f"/recommendations/{user}")
+                recommended = [r["item_id"] for r in body.get("items", [])] if status == 200 else []
+                liked = [i for i in recommended if category.get(i) == favourite[user]]
+                choices = liked or [i for i in by_category[favourite[user]] if i not in played[user]] \
+                    or by_category[favourite[user]]
+                item = choices[(round_ + len(played[user])) % len(choices)] if not liked else liked[0]
+                played[user].add(item)
+                producer.send({"user_id": user, "item_id": item, "event_type": "play",
+                               "timestamp_ms": int(time.time() * 1000), "value": 180.0})
+                sent += 1
+        _wait(lambda: worker.metric("streamrec_worker_events_applied_total") >= applied + sent, 60,
+              "the round's events")
+    trials = worker.metric("streamrec_worker_experiment_trials_total")
+
+    def counted() -> dict[str, Any] | None:  # the counts' changelog caught up with the worker
+        found = kafka_experiments.results(experiment, asyncio.run(kafka_experiments.read_counts(s)))
+        return found if sum(a["trials"] for a in found["arms"]) >= trials else None
+
+    result = _wait(counted, 30, "the experiment's counts")
+    for line in format_results(result):
+        echo("  " + line)
+    # Without a promotion everyone would get the newest announced version, the treatment's: the
+    # control is promoted back unless the treatment won.
+    treatment = result["arms"][1]
+    promote = "treatment" if treatment.get("significant") and treatment["difference"] > 0 else "control"
+    kafka_experiments.publish_experiment(s, kafka_experiments.stop(experiment, promote))
+    served = experiment.arm(promote).version
+    _wait(lambda: worker.get("/healthz")[1].get("model_version") == served, 120, "the promoted version")
+    echo(f"  stopped demo-ab and promoted the {promote} ({served}): "
+         + ("the treatment won" if promote == "treatment" else "the treatment did not win")
+         + "; the same table: streamrec experiment status")
+    return result
 
 
 def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_items: int = 200,
@@ -136,8 +211,11 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
             echo("  new events: played " + ", ".join(titles[i] for i in new_events[u]))
             echo("  after:  " + "; ".join(f"{titles.get(r['item_id'], r['item_id'])} ({r['reason']})"
                                           for r in after[u]))
+        experiment = None
+        if run.published:
+            experiment = _run_experiment(s, worker, data, run.version, echo)
         echo(f"\nmetrics: {url}/metrics   API: {url}/recommendations/{users[0]}  "
-             f"{url}/items/{data.items[0]['item_id']}/similar  {url}/users/{users[0]}/similar")
-        return LiveDemoResult(version, before, after, new_events, f"{url}/metrics")
+             f"{url}/items/{data.items[0]['item_id']}/similar  {url}/users/{users[0]}/similar  {url}/experiments")
+        return LiveDemoResult(version, before, after, new_events, f"{url}/metrics", experiment)
     finally:
         worker.stop()

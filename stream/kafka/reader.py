@@ -16,6 +16,16 @@ from stream.kafka.config import aiokafka_options
 from stream.settings import Settings
 
 
+async def _started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """``consumer`` started; closed again when it cannot start (an unreachable broker)."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
 def _consumer(settings: Settings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         **aiokafka_options(settings),
@@ -29,8 +39,7 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
 
 async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """``{partition: offset of the next record}`` for every partition of ``topic``."""
-    consumer = _consumer(settings)
-    await consumer.start()
+    consumer = await _started(_consumer(settings))
     try:
         partitions = await topic_partitions(settings, topic)
         ends = await consumer.end_offsets(partitions)
@@ -51,8 +60,7 @@ async def read_range(
 
     Raises ``TimeoutError`` if the range cannot be read within ``timeout_s``.
     """
-    consumer = _consumer(settings)
-    await consumer.start()
+    consumer = await _started(_consumer(settings))
     try:
         partitions = await topic_partitions(settings, topic)
         if stop is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from aiokafka.errors import KafkaError
 from faust.cli import AppCommand, argument, option
 
 from stream.runtime.app import app
@@ -18,6 +19,22 @@ from stream.settings import get_settings
 
 def _echo(line: str = "") -> None:
     click.echo(line)
+
+
+class ClientCommand(AppCommand):
+    """A command that is only a Kafka client, not a Faust service: run on a plain event loop,
+    so a usage or Kafka error is click's one-line error and exit status rather than a
+    traceback from mode's worker (which Faust runs every ``async def`` command in)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            asyncio.run(self.execute(*(self.args + args), **{**self.kwargs, **kwargs}))
+        except click.ClickException as e:  # Faust's caller would print its traceback and exit 1
+            e.show()
+            raise SystemExit(e.exit_code) from None
+        except (KafkaError, OSError, TimeoutError) as e:
+            click.echo(f"Error: Kafka at {','.join(get_settings().kafka_bootstrap)} did not answer: {e!r}", err=True)
+            raise SystemExit(1) from None
 
 
 @app.command()
@@ -248,3 +265,93 @@ async def evaluate(self: AppCommand, data: str, model_names: str, out: Path | No
     await asyncio.to_thread(run_report, data, names, out, png)
     if out:
         _echo(f"wrote {out} and {png}")
+
+
+@app.command(
+    argument("action", type=click.Choice(["start", "status", "stop"])),
+    option("--name", default=None, help="The experiment's name (start: required; status: only this one)."),
+    option("--arm", "arms", multiple=True, metavar="NAME=VERSION:SHARE",
+           help="start: an arm, at least two; the first is the control (e.g. --arm control=v1:0.8 "
+                "--arm treatment=v2:0.2)."),
+    option("--promote", default=None, metavar="ARM",
+           help="stop: serve this arm's version to everyone from now on (the others' versions are dropped)."),
+    option("--json", "as_json", is_flag=True, default=False, help="status: print the results as JSON."),
+    base=ClientCommand,
+)
+async def experiment(self: AppCommand, action: str, name: str | None, arms: tuple[str, ...],
+                     promote: str | None, as_json: bool) -> None:
+    """A/B experiments between model versions: streamrec experiment start|status|stop.
+
+    start announces the experiment on model-updates; every worker loads its arms' versions and
+    assigns each user to an arm by a hash of the experiment's name and the user id. status prints
+    each arm's online trials, hits and hit rate over all workers, with the difference to the
+    control and its significance. stop serves everyone the version served outside the experiment
+    (the newest announced) again, or with --promote the chosen arm's version, announced anew.
+    """
+    from stream.core.experiments import announcements_of, format_results, new_experiment, parse_arm_option
+    from stream.errors import InvalidRecord
+    from stream.kafka import experiments as kafka_experiments
+
+    settings = get_settings()
+    updates = await kafka_experiments.read_model_updates(settings)
+    running = kafka_experiments.in_force(updates)
+    if action == "status":
+        found = await kafka_experiments.all_results(settings)
+        if name is not None:
+            found = [r for r in found if r["experiment"] == name]
+            if not found:
+                raise click.ClickException(f"no experiment named {name!r} on {settings.topic('model-updates')}")
+        if as_json:
+            _echo(json.dumps(found, indent=2))
+            return
+        if not found:
+            _echo("no experiment has been started")
+        for result in found:
+            _echo("\n".join(format_results(result)))
+        return
+    if action == "start":
+        if name is None or len(arms) < 2:
+            raise click.UsageError("start needs --name and at least two --arm NAME=VERSION:SHARE")
+        if running is not None:
+            raise click.ClickException(f"experiment {running.name!r} is running: stop it first "
+                                       "(streamrec experiment stop [--promote ARM])")
+        try:
+            started = new_experiment(name, [parse_arm_option(a) for a in arms], int(time.time() * 1000))
+        except InvalidRecord as e:
+            raise click.UsageError(f"{e.reason}: {e.detail}") from None
+        announced = {a.version for a in announcements_of(updates)}
+        missing = [v for v in started.versions() if v not in announced]
+        if missing:
+            raise click.ClickException(f"versions never announced on {settings.topic('model-updates')}: "
+                                       f"{', '.join(missing)} (the trainer announces what it publishes)")
+        await asyncio.to_thread(_verify_versions, settings, started.versions())
+        await asyncio.to_thread(kafka_experiments.publish_experiment, settings, started)
+        _echo(f"started experiment {name}: " + ", ".join(f"{a.name}={a.version} ({a.share:.0%})" for a in started.arms))
+        _echo("every worker serves it within seconds; results: streamrec experiment status")
+        return
+    if running is None or (name is not None and running.name != name):
+        raise click.ClickException("no experiment is running" if running is None else
+                                   f"the running experiment is {running.name!r}, not {name!r}")
+    try:
+        stopped = kafka_experiments.stop(running, promote)
+    except KeyError:
+        raise click.UsageError(f"--promote: {promote!r} is not an arm of {running.name} "
+                               f"({', '.join(a.name for a in running.arms)})") from None
+    await asyncio.to_thread(kafka_experiments.publish_experiment, settings, stopped)
+    _echo(f"stopped experiment {running.name}" + (f"; serving {stopped.arm(promote).version} ({promote}) to everyone"
+                                                  if promote else "; serving the default version to everyone"))
+    counts = await kafka_experiments.read_counts(settings)
+    _echo("\n".join(format_results(kafka_experiments.results(stopped, counts))))
+
+
+def _verify_versions(settings: Any, versions: list[str]) -> None:
+    """Refuse versions whose artifacts do not load and verify here (workers would refuse them too)."""
+    from models.artifacts import ArtifactError, load_version
+
+    key = settings.artifact_key.get_secret_value().encode() if settings.artifact_key is not None else None
+    for version in versions:
+        try:
+            load_version(settings.artifacts_dir, version, key=key)
+        except (ArtifactError, OSError) as e:
+            raise click.ClickException(f"version {version} does not load and verify from "
+                                       f"{settings.artifacts_dir}: {e}") from None

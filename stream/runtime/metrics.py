@@ -82,6 +82,18 @@ INDEX_ITEMS = Gauge("streamrec_worker_index_items", "Items in the served index."
 MODEL_SWAPS = Counter(
     "streamrec_worker_model_swaps_total", "Model and index version changes, by result.", [RESULT],
     registry=REGISTRY)
+EXPERIMENT_TRIALS = Counter(
+    "streamrec_worker_experiment_trials_total",
+    "Online trials of a running experiment by arm: positive events of users who held that arm's "
+    "recommendation just before them.", ["experiment", "arm"], registry=REGISTRY)
+EXPERIMENT_HITS = Counter(
+    "streamrec_worker_experiment_hits_total",
+    "Of those, events whose item was in the arm's recommendation (the arm's online hit rate = hits / trials).",
+    ["experiment", "arm"], registry=REGISTRY)
+EXPERIMENT_CHANGES = Counter(
+    "streamrec_worker_experiment_changes_total",
+    "Experiments started, stopped, or refused (an arm's version did not load), as applied by this worker.",
+    [RESULT], registry=REGISTRY)
 
 
 def declare_label_values() -> None:
@@ -94,10 +106,12 @@ def declare_label_values() -> None:
         RECORDS_REJECTED.labels(EVENTS_LABEL, reason)
     decode = ("too_large", "bad_encoding", "bad_json", "bad_value", "not_an_object", "missing_field", "wrong_type")
     for topic, reasons in (("items", (*decode, "bad_id", "bad_key")), ("model-updates", (*decode, "bad_version")),
-                           (STATE_LABEL, ("bad_state",)), (OUTPUT_LABEL, ("output_too_large",))):
+                           (STATE_LABEL, ("bad_state", "bad_counts")), (OUTPUT_LABEL, ("output_too_large",))):
         for reason in reasons:
             RECORDS_REJECTED.labels(topic, reason)
     for result in ("initial", "ok", "rejected"):
         MODEL_SWAPS.labels(result)
+    for result in ("started", "stopped", "rejected"):
+        EXPERIMENT_CHANGES.labels(result)
     for result in ("accepted", "rejected", "not_written"):
         HTTP_EVENTS.labels(result)

@@ -85,6 +85,13 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                 "responses": {"202": _json("how many were written, and why each other was not", "EventsAccepted"),
                               "413": _error("the body is too large"), **common,
                               "503": _error("the broker took none of the events")}}},
+            "/experiments": {"get": {
+                "summary": "Every experiment started on model-updates, with its per-arm results summed over "
+                           "all workers (what `streamrec experiment status` prints)",
+                "operationId": "getExperiments",
+                "responses": {"200": _json("experiments, oldest first", "Experiments"),
+                              "401": _error("the bearer token is missing or wrong"),
+                              "503": _error("Kafka did not answer")}}},
             "/healthz": {"get": {
                 "summary": "Readiness: 200 once the catalogue and a model are loaded", "operationId": "getHealth",
                 "security": [],
@@ -139,6 +146,29 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                                                             "properties": {"index": {"type": "integer"},
                                                                            "reason": {"type": "string"},
                                                                            "detail": {"type": "string"}}}}}},
+                "Experiments": {"type": "object", "required": ["experiments", "serving"], "properties": {
+                    "serving": {"type": ["string", "null"],
+                                "description": "the experiment this worker serves now (null: none)"},
+                    "experiments": {"type": "array", "items": {"$ref": "#/components/schemas/ExperimentResults"}}}},
+                "ExperimentResults": {
+                    "type": "object", "required": ["experiment", "running", "control", "arms"],
+                    "properties": {
+                        "experiment": {"type": "string"}, "running": {"type": "boolean"},
+                        "control": {"type": "string"}, "promoted": {"type": ["string", "null"]},
+                        "started_ms": {"type": "integer"}, "stopped_ms": {"type": ["integer", "null"]},
+                        "partitions_counted": {"type": "array", "items": {"type": "integer"}},
+                        "arms": {"type": "array", "items": {
+                            "type": "object", "required": ["arm", "version", "share", "trials", "hits"],
+                            "properties": {
+                                "arm": {"type": "string"}, "version": {"type": "string"},
+                                "share": {"type": "number"}, "trials": {"type": "integer", "minimum": 0},
+                                "hits": {"type": "integer", "minimum": 0},
+                                "hit_rate": {"type": ["number", "null"]},
+                                "interval_95": {"type": "array", "items": {"type": "number"}},
+                                "difference": {"type": "number", "description": "hit rate minus the control's"},
+                                "z": {"type": "number"}, "p_value": {"type": "number"},
+                                "significant": {"type": "boolean",
+                                                "description": "two-sided two-proportion z-test, 5% level"}}}}}},
                 "Health": {"type": "object", "required": ["status"], "properties": {
                     "status": {"enum": ["ok", "starting"]}, "partitions": {"type": "array"},
                     "model_version": {"type": ["string", "null"]}, "index_version": {"type": ["string", "null"]},

@@ -44,6 +44,7 @@ from stream.errors import InvalidRecord
 
 if TYPE_CHECKING:
     import faust
+    from aiokafka.errors import KafkaError
     from faust.web import Request, Response, View
 
     from stream.runtime.worker import Worker
@@ -182,6 +183,7 @@ def register_views(app: faust.App, worker: Worker) -> None:
     """Add the API's pages to ``app``."""
     # Here, not at the top: create_app imports this module for api_middlewares, and these
     # (NumPy, SciPy, Prometheus) are the worker's, not every command's.
+    from aiokafka.errors import KafkaError
     from faust.web import Request, Response, View
 
     from stream.exposition import metrics_response
@@ -304,6 +306,17 @@ def register_views(app: faust.App, worker: Worker) -> None:
                 return self.json({"error": "no event was written to Kafka", "status": 503, "accepted": 0,
                                   "rejected": rejected}, status=503)
             return self.json({"accepted": accepted, "rejected": rejected}, status=202)
+
+    @app.page("/experiments")
+    class Experiments(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                found = await worker.experiment_results()
+            except (OSError, TimeoutError, KafkaError) as e:
+                return error(self, 503, f"experiments unavailable: Kafka did not answer ({type(e).__name__})")
+            running = worker.holder.experiment
+            return self.json({"experiments": found,
+                              "serving": running.name if running is not None and running.running else None})
 
     @app.page("/healthz")
     class Health(View):

@@ -25,14 +25,17 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from stream.core.announcements import ModelAnnouncement, parse_announcement
+from stream.core.announcements import ModelAnnouncement
 from stream.core.codec import check_id
 from stream.core.dead_letters import DeadLetter
+from stream.core.experiments import (Experiment, InvalidExperiment, add_counts, counts_key, decode_counts,
+                                     encode_counts, parse_model_update, promotion)
 from stream.core.items import InvalidItem, parse_item
 from stream.core.pacing import SlicePacer
 from stream.core.records import Record
 from stream.core.state import UserState, loads, max_state_bytes
-from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
+from stream.core.topics import (DEAD_LETTER, EVENTS, EXPERIMENT_COUNTS_TABLE, ITEMS, MODEL_UPDATES,
+                               RECOMMENDATIONS, USER_STATE_TABLE)
 from stream.core.trending import TrendingCounter
 from stream.errors import ConfigError, InvalidRecord
 from stream.kafka.feeds import follow_topic
@@ -133,6 +136,7 @@ class Worker:
         self._catalog_read = asyncio.Event()
         self._versions_walked = asyncio.Event()
         self._startup_announcements: dict[str, ModelAnnouncement] | None = {}
+        self._startup_experiment: Experiment | None = None  # the last experiment record of the walk
         self._updates_done: dict[int, int] = {}
 
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -141,7 +145,7 @@ class Worker:
                                                partitions=settings.topic_partitions, **raw)
         self.dead_letter_topic = app.topic(settings.topic(DEAD_LETTER), partitions=settings.topic_partitions, **raw)
         self.user_state = app.Table(
-            "user-state",
+            USER_STATE_TABLE,
             partitions=settings.topic_partitions,
             # Raw UTF-8 keys (the app's default key serializer), as the producer sends
             # them: Faust's HTTP routing hashes the serialised key, which must land on
@@ -158,6 +162,20 @@ class Worker:
         )
         self.states = PartitionedTable(app, self.user_state,
                                        write_ahead_log=settings.processing_guarantee == "exactly_once")
+        # Each running experiment's online trials and hits per arm, per events partition: written with
+        # the events they count (the same outbox, the same transaction), restored with the partition
+        # wherever it moves; GET /experiments and `streamrec experiment status` sum its changelog.
+        self.experiment_counts = app.Table(
+            EXPERIMENT_COUNTS_TABLE, partitions=settings.topic_partitions, key_type=bytes,
+            options={"block_cache_size": 1024**2, "block_cache_compressed_size": 0, "write_buffer_size": 1024**2},
+            help="Online trials and hits per experiment arm (stream.core.experiments.encode_counts).",
+        )
+        self.counts = PartitionedTable(app, self.experiment_counts,
+                                       write_ahead_log=settings.processing_guarantee == "exactly_once")
+        # Every experiment seen on model-updates, by name, as last announced.
+        self.experiments: dict[str, Experiment] = {}
+        self._results_lock = asyncio.Lock()
+        self._results_cache: tuple[float, list[dict[str, Any]] | None] = (0.0, None)
         self._holes: HoleFiller | None = None
         # The agent subscribes the group to the events topic (and co-partitions the table with
         # it); the records themselves reach _handle_records a fetch at a time (stream.runtime.batch_feed).
@@ -179,18 +197,21 @@ class Worker:
         app.in_worker = True
         self.feed.install()
         self.states.share_memory(self.settings.rocksdb_block_cache_bytes, self.settings.rocksdb_memtable_budget_bytes)
+        self.counts.share_memory(4 * 1024**2, 4 * 1024**2)
         tabledir = Path(app.conf.tabledir)
         local_state.claim(tabledir, wipe_if_unclean=self.settings.processing_guarantee == "exactly_once")
 
         def release_if_clean() -> None:
             if app.crash_reason is None:
                 self.states.flush()  # without the WAL, memtables are all a clean stop would lose
+                self.counts.flush()
                 local_state.release(tabledir)
 
         atexit.register(release_if_clean)
 
     async def _on_partitions_assigned(self, app: faust.App, assigned: Any, **_: Any) -> None:
         self.states.forget_key_counts()
+        self.counts.forget_key_counts()
         events = self.events_topic.get_topic_name()
         forgotten = self.users.keep_partitions({tp.partition for tp in assigned if tp.topic == events})
         if forgotten:
@@ -242,12 +263,12 @@ class Worker:
         self._deleted.update(removed)
         if rejected:
             await self._dead_letter_feed(ITEMS, rejected)
-        model = self.holder.current
         if self._loading is not None:  # a version is loading: it gets these too before it serves
             self._catalog_changes.append((list(upserts.values()), removed))
-        if model is None:
-            return  # the first model is built from the whole catalogue once it is read
-        self._apply_catalog(model, list(upserts.values()), removed)
+        # The served version and, during an experiment, each arm's (the first model is built from
+        # the whole catalogue once it is read).
+        for model in self.holder.serving.models():
+            self._apply_catalog(model, list(upserts.values()), removed)
 
     def _apply_catalog(self, model: ServingModel, upserts: list[dict[str, Any]], removed: list[str]) -> None:
         gone = [i for i in removed if i not in self.catalog]  # a tombstone followed by a new record stays
@@ -255,7 +276,7 @@ class Worker:
             self.trending.discard(item_id)
         dropped = model.remove_items(gone) if gone else 0
         added = model.add_items(upserts) if upserts else 0
-        if added or dropped:
+        if (added or dropped) and model is self.holder.current:
             metrics.INDEX_ITEMS.set(len(model.positions))
             log.info("catalogue applied to the index added=%d removed=%d total=%d", added, dropped,
                      len(model.positions))
@@ -333,35 +354,91 @@ class Worker:
                         self.VERSIONS_WAIT_S)
 
     async def _on_announcements(self, records: list[Record]) -> None:
-        announcements: list[ModelAnnouncement] = []
+        """Handle model-updates records in order: version announcements and experiment records
+        (:func:`stream.core.experiments.parse_model_update`); refused ones are dead-lettered."""
         refused: list[tuple[Record, str, str]] = []
+        updates: list[ModelAnnouncement | Experiment] = []
         for record in records:
             if record.offset <= self._updates_done.get(record.partition, -1):
                 continue  # replayed after the feed reconnected: handled already
             self._updates_done[record.partition] = record.offset
             try:
-                announcements.append(parse_announcement(record.value))
+                updates.append(parse_model_update(record.value))
             except InvalidRecord as e:
                 metrics.MODEL_SWAPS.labels("rejected").inc()
-                log.error("model announcement ignored reason=%s detail=%s offset=%d", e.reason, e.detail[:200],
+                log.error("model-updates record ignored reason=%s detail=%s offset=%d", e.reason, e.detail[:200],
                           record.offset)
-                refused.append((record, e.reason, f"model announcement refused: {e.detail}"))
+                refused.append((record, e.reason, f"model-updates record refused: {e.detail}"))
         if refused:
             await self._dead_letter_feed(MODEL_UPDATES, refused)
         if self._startup_announcements is not None:  # walked once the start-up end is reached
-            for a in announcements:  # by version, in the order last announced; only the name is needed
-                self._startup_announcements.pop(a.version, None)
-                self._startup_announcements[a.version] = ModelAnnouncement(a.version, a.created_ms)
-        elif announcements:
-            await self._serve_newest(announcements)
+            for update in updates:  # by version, in the order last announced; only the name is needed
+                if isinstance(update, Experiment):
+                    self.experiments[update.name] = self._startup_experiment = update
+                    update = promotion(update)  # a stop that promoted an arm announced its version
+                    if update is None:
+                        continue
+                self._startup_announcements.pop(update.version, None)
+                self._startup_announcements[update.version] = ModelAnnouncement(update.version, update.created_ms)
+            return
+        run: list[ModelAnnouncement] = []  # consecutive announcements are walked together, newest first
+        for update in updates:
+            if isinstance(update, Experiment):
+                await self._serve_newest(run)
+                run = []
+                self.experiments[update.name] = update
+                await self._apply_experiment(update)
+                promoted = promotion(update)
+                if promoted is not None:  # served already, unless this worker had refused the experiment
+                    run.append(promoted)
+            else:
+                run.append(update)
+        await self._serve_newest(run)
 
     async def _on_updates_caught_up(self) -> None:
         kept, self._startup_announcements = self._startup_announcements or {}, None
-        log.info("model-updates read versions=%d", len(kept))
+        log.info("model-updates read versions=%d experiments=%d", len(kept), len(self.experiments))
         try:
             await self._serve_newest(list(kept.values()))
+            if self._startup_experiment is not None and self._startup_experiment.running:
+                await self._apply_experiment(self._startup_experiment)
         finally:
+            self._startup_experiment = None
             self._versions_walked.set()
+
+    async def _apply_experiment(self, experiment: Experiment) -> None:
+        """Serve ``experiment`` (every arm's version loaded and verified first), or stop it.
+
+        The last experiment record is the one in force: a new one replaces the running one. An
+        experiment whose versions do not all load is refused (logged, counted) and what was served
+        goes on. Stopping with a promoted arm serves that arm's model at once; the promoted
+        version's announcement that follows the stop record then finds it served already.
+        """
+        current = self.holder.experiment
+        if not experiment.running:
+            if current is None or current.name != experiment.name:
+                return
+            promoted = self.holder.serving.arms.get(experiment.promoted) if experiment.promoted else None
+            self.holder.stop_experiment()
+            if promoted is not None:
+                self._serve(promoted)
+            metrics.EXPERIMENT_CHANGES.labels("stopped").inc()
+            return
+        if current == experiment:
+            return
+        loaded = {m.model_version: m for m in self.holder.serving.models()}
+        for version in experiment.versions():
+            if version not in loaded:
+                model = await self._try_version(ModelAnnouncement(version, 0))
+                if model is None:
+                    metrics.EXPERIMENT_CHANGES.labels("rejected").inc()
+                    log.error("experiment refused name=%s: version %s does not load", experiment.name, version)
+                    return
+                loaded[version] = model
+        self.holder.start_experiment(experiment, loaded)
+        metrics.EXPERIMENT_CHANGES.labels("started").inc()
+        freeze_heap()
+        limit_thread_pools()
 
     async def _serve_newest(self, announcements: list[ModelAnnouncement]) -> None:
         """Serve the newest of ``announcements`` (topic order) that loads and verifies; stop at the
@@ -493,6 +570,8 @@ class Worker:
             self._add_dead_letter(outbox, EVENTS, record, reason, detail, now_ms)
         for record, reason, detail in bad_states:
             self._add_dead_letter(outbox, STATE_LABEL, record, reason, detail, now_ms)
+        if result.experiment is not None and result.arm_counts:
+            self._count_arms(outbox, result, now_ms)
         produced: list[asyncio.Future] = []
         users = list(result.updates)
         start = 0
@@ -505,6 +584,7 @@ class Worker:
             self.pacer.observe(len(part), time.perf_counter() - began)
             sent = await outbox.send()
             self.states.track(sent)
+            self.counts.track(sent)
             produced.extend(b.future for b in sent)
             now = time.time()
             metrics.RECOMMENDATIONS_PUBLISHED.inc(len(published))
@@ -522,6 +602,25 @@ class Worker:
         if result.updates:
             metrics.RETRIEVAL_LATENCY.observe(result.retrieval_seconds)
         return records, produced
+
+    def _count_arms(self, outbox: Outbox, result: BatchResult, now_ms: int) -> None:
+        """Add the batch's online trials and hits by arm to each partition's experiment counts."""
+        experiment = result.experiment
+        assert experiment is not None
+        key = counts_key(experiment)
+        for partition, (trials, hits) in result.partition_counts().items():
+            raw = self.counts.get_raw(key, partition)
+            try:
+                counts = decode_counts(raw) if raw is not None else {}
+            except InvalidExperiment as e:  # written to the changelog by another client: count afresh
+                self._add_dead_letter(outbox, STATE_LABEL, Record(self.counts.changelog, partition, -1, key,
+                                                                  bytes(raw), now_ms), e.reason, e.detail, now_ms)
+                counts = {}
+            self.counts.put(key, encode_counts(add_counts(counts, trials, hits)), partition, outbox,
+                            new=raw is None)
+            for arm, n in trials.items():
+                metrics.EXPERIMENT_TRIALS.labels(experiment.name, arm).inc(n)
+                metrics.EXPERIMENT_HITS.labels(experiment.name, arm).inc(hits.get(arm, 0))
 
     def _batch_outbox(self) -> Outbox:
         return Outbox(self._producer_for, self.settings.topic_max_message_bytes - 512)
@@ -583,6 +682,21 @@ class Worker:
     async def _read_events(self, partition: int, start: int, stop: int) -> list[Record]:
         return await read_range(self.settings, self.events_topic.get_topic_name(),
                                 start={partition: start}, stop={partition: stop})
+
+    EXPERIMENT_RESULTS_TTL_S = 2.0  # GET /experiments answers from results this fresh at most
+
+    async def experiment_results(self) -> list[dict[str, Any]]:
+        """Every experiment on model-updates with its results over all workers
+        (:func:`stream.kafka.experiments.all_results`), read at most once per
+        :attr:`EXPERIMENT_RESULTS_TTL_S` however many requests ask: each read opens Kafka clients."""
+        from stream.kafka.experiments import all_results
+
+        async with self._results_lock:
+            cached_at, cached = self._results_cache
+            if cached is None or time.monotonic() - cached_at > self.EXPERIMENT_RESULTS_TTL_S:
+                cached = await all_results(self.settings)
+                self._results_cache = (time.monotonic(), cached)
+            return cached
 
     def assigned_partitions(self) -> list[int]:
         """The events-topic partitions this worker owns now."""

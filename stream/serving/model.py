@@ -368,6 +368,14 @@ class Serving:
                 return model, arm.name
         return self.default, None
 
+    def models(self) -> list[ServingModel]:
+        """Every distinct model served: the default version, then the arms' (none while empty)."""
+        out: list[ServingModel] = []
+        for model in (self.default, *self.arms.values()):
+            if model is not None and all(model is not m for m in out):
+                out.append(model)
+        return out
+
 
 class ModelHolder:
     """The version being served, and the arms' versions while an experiment runs. Reading

@@ -22,6 +22,7 @@ import numpy as np
 
 from models.feedback import EventType, is_positive
 from stream.core.events import Event, parse_event
+from stream.core.experiments import Experiment
 from stream.core.recommendations import Recommendation, Source
 from stream.core.records import Record
 from stream.core.state import UserState, apply_event
@@ -59,8 +60,32 @@ class BatchResult:
     retrieval_seconds: float = 0.0
     model: ServingModel | None = None  # the served version the batch was applied under
     serving: Serving | None = None  # what it is recommended from: that version, or during an experiment the arms'
-    arm_trials: dict[str, int] = field(default_factory=dict)  # online trials and hits by experiment arm
-    arm_hits: dict[str, int] = field(default_factory=dict)
+    experiment: Experiment | None = None  # the running experiment of the snapshot, if any
+    # Online trials and hits of the experiment by (events partition, arm): [trials, hits].
+    arm_counts: dict[tuple[int, str], list[int]] = field(default_factory=dict)
+
+    @property
+    def arm_trials(self) -> dict[str, int]:
+        """Online trials by experiment arm, over the batch's partitions."""
+        out: dict[str, int] = {}
+        for (_, arm), (trials, _) in self.arm_counts.items():
+            out[arm] = out.get(arm, 0) + trials
+        return out
+
+    @property
+    def arm_hits(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (_, arm), (_, hits) in self.arm_counts.items():
+            out[arm] = out.get(arm, 0) + hits
+        return out
+
+    def partition_counts(self) -> dict[int, tuple[dict[str, int], dict[str, int]]]:
+        """Per events partition: (trials by arm, hits by arm)."""
+        out: dict[int, tuple[dict[str, int], dict[str, int]]] = {}
+        for (partition, arm), (trials, hits) in self.arm_counts.items():
+            t, h = out.setdefault(partition, ({}, {}))
+            t[arm], h[arm] = trials, hits
+        return out
 
 
 class BatchProcessor:
@@ -92,7 +117,8 @@ class BatchProcessor:
         result = BatchResult()
         serving = result.serving = self.holder.serving  # one snapshot for the whole batch
         model = result.model = serving.default
-        experiment = serving.experiment if serving.experiment is not None and serving.experiment.running else None
+        experiment = result.experiment = (serving.experiment if serving.experiment is not None
+                                          and serving.experiment.running else None)
         catalogue = model.positions if model is not None else None
         updates = result.updates
         for record in records:
@@ -138,8 +164,9 @@ class BatchProcessor:
                     if experiment is not None:
                         arm = experiment.arm_of(user_id)
                         if state.model_version == arm.version:  # what the user held came from the arm
-                            result.arm_trials[arm.name] = result.arm_trials.get(arm.name, 0) + 1
-                            result.arm_hits[arm.name] = result.arm_hits.get(arm.name, 0) + hit
+                            counts = result.arm_counts.setdefault((record.partition, arm.name), [0, 0])
+                            counts[0] += 1
+                            counts[1] += hit
             if update is None:
                 updates[user_id] = UserUpdate(state, record, event)
             else:

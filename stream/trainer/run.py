@@ -38,7 +38,8 @@ from models.train.config import TrainConfig, trainer_config
 from models.train.loop import train_two_tower
 from models.train.recommender import TwoTowerRecommender
 from models.train.warm import warm_start_from
-from stream.core.announcements import ModelAnnouncement, parse_announcement
+from stream.core.announcements import ModelAnnouncement
+from stream.core.experiments import announcements_of, parse_model_update
 from stream.core.events import parse_event
 from stream.core.items import parse_item
 from stream.core.topics import EVENTS, ITEMS, MODEL_UPDATES
@@ -138,14 +139,15 @@ def artifact_key(settings: Settings) -> bytes | None:
 
 
 def announcements(settings: Settings) -> list[ModelAnnouncement]:
-    """Every valid announcement on ``model-updates``, oldest first (invalid records are skipped)."""
-    out = []
+    """Every valid announcement on ``model-updates``, oldest first, an experiment's promotion of an
+    arm's version included (:func:`stream.core.experiments.promotion`); invalid records are skipped."""
+    updates = []
     for record in asyncio.run(read_range(settings, settings.topic(MODEL_UPDATES))):
         try:
-            out.append(parse_announcement(record.value))
+            updates.append(parse_model_update(record.value))
         except InvalidRecord:
             continue
-    return out
+    return announcements_of(updates)
 
 
 def latest_announcement(settings: Settings) -> ModelAnnouncement | None:

@@ -36,3 +36,8 @@ def test_live_demo_shows_recommendations_that_follow_new_events(settings):
         assert any("because you played" in r["reason"] for r in items)
     text = "\n".join(lines)
     assert "swapped to" in text and "metrics: http://" in text
+    # The short experiment: both arms got trials, the table was printed, the experiment stopped.
+    experiment = result.experiment
+    assert experiment is not None and experiment["running"]  # read before the stop
+    assert all(arm["trials"] > 0 for arm in experiment["arms"]), experiment
+    assert "experiment demo-ab" in text and "stopped demo-ab and promoted the" in text

@@ -12,6 +12,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from models.data.synthetic import generate_demo_dataset
+from stream.core.experiments import Arm, new_experiment
+from stream.kafka.experiments import publish_experiment
 from stream.kafka.producer import EventProducer
 from tests.worker_harness import start_catalogue_worker, wait_for
 
@@ -29,7 +31,7 @@ def world(kafka_bootstrap, tmp_path_factory):
                            "timestamp_ms": int(time.time() * 1000), "value": 100.0})
     for n in range(3):
         wait_for(lambda n=n: worker.get(f"/recommendations/u{n}")[0] == 200, what=f"u{n} applied")
-    yield data, worker
+    yield data, worker, settings
     worker.stop()
 
 
@@ -43,10 +45,12 @@ def schema_of(document, response):
 
 
 def test_the_document_is_valid_openapi_and_every_route_answers_as_documented(world):
-    data, worker = world
+    data, worker, settings = world
     status, document = worker.get("/openapi.json")
     assert status == 200
     validate(document)  # OpenAPI 3.1, by the specification's own schema
+    # An experiment on model-updates (of versions this worker refuses: listed all the same, no trials).
+    publish_experiment(settings, new_experiment("doc", [Arm("a", "v-x", 0.5), Arm("b", "v-y", 0.5)], 1))
     category = data.items[0]["category"]
     values = {"user_id": "u0", "item_id": data.items[0]["item_id"]}
     calls = {  # one good and one bad request per route, each status checked against the document
@@ -59,6 +63,7 @@ def test_the_document_is_valid_openapi_and_every_route_answers_as_documented(wor
                                                       "event_type": "click",
                                                       "timestamp_ms": int(time.time() * 1000)}).encode()),
                               ("/events", b"{not json")],
+        ("/experiments", "get"): [("/experiments", None)],
         ("/healthz", "get"): [("/healthz", None)],
         ("/metrics", "get"): [("/metrics", None)],
         ("/openapi.json", "get"): [("/openapi.json", None)],
@@ -77,3 +82,5 @@ def test_the_document_is_valid_openapi_and_every_route_answers_as_documented(wor
                 jsonschema.validate(answer, schema)
     assert ("/recommendations/{user_id}", "200") in seen and ("/events", "202") in seen
     assert ("/recommendations/{user_id}", "400") in seen and ("/items/{item_id}/similar", "404") in seen
+    assert ("/experiments", "200") in seen
+    assert [e["experiment"] for e in worker.get("/experiments")[1]["experiments"]] == ["doc"]

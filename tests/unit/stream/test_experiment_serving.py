@@ -106,3 +106,97 @@ def test_stopping_serves_the_default_again_and_arms_must_be_loaded(data, version
     holder.start_experiment(experiment, versions)
     holder.swap(versions["v-b"])
     assert holder.serving.experiment is experiment and holder.current is versions["v-b"]
+
+
+# --- a simulated experiment ------------------------------------------------------------
+def _trained_before(dataset, cut_ms: int):
+    """A two-tower version trained on the events before ``cut_ms`` only (the experiment runs after)."""
+    import numpy as np
+    import torch
+
+    from models.data.dataset import IdMap, Interactions, ItemCatalog, leave_last_out
+    from models.feedback import event_weight, is_positive
+    from models.train.config import TrainConfig
+    from models.train.loop import train_two_tower
+
+    torch.manual_seed(0)
+    users = IdMap(tuple(dataset.user_ids))
+    items = IdMap(tuple(it["item_id"] for it in dataset.items))
+    rows = [e for e in dataset.events if is_positive(e["event_type"]) and e["timestamp_ms"] < cut_ms]
+    inter = Interactions(user=users.indices([e["user_id"] for e in rows]).astype(np.int64),
+                         item=items.indices([e["item_id"] for e in rows]).astype(np.int64),
+                         timestamp=np.asarray([e["timestamp_ms"] for e in rows], dtype=np.int64),
+                         weight=np.asarray([event_weight(e["event_type"], e["value"]) for e in rows],
+                                           dtype=np.float32), users=users, items=items)
+    catalog = ItemCatalog(items=items, title=[it["title"] for it in dataset.items],
+                          text=[it["text"] for it in dataset.items], tags=[list(it["tags"]) for it in dataset.items])
+    return train_two_tower(leave_last_out(inter, catalog, name="before-cut"),
+                           TrainConfig(tower="mean", dim=32, epochs=6, content="none", progress=False))
+
+
+def _serving_version(trained, tmp_path, version: str, shuffle: bool = False):
+    """``trained`` saved as an artifact and loaded as the worker loads it; ``shuffle``: its item
+    vectors permuted, a broken version whose recommendations are unrelated to the user."""
+    import numpy as np
+
+    from index import IndexConfig, build_index
+    from models.artifacts import save_artifact
+    from stream.serving.model import model_from_artifact
+
+    save_artifact(trained, tmp_path, version=version)
+    model = model_from_artifact(tmp_path, version, index_config=IndexConfig(kind="flat"))
+    if shuffle:
+        model.vectors = np.ascontiguousarray(np.random.default_rng(1).permutation(model.vectors), dtype=np.float32)
+        model._store = model.vectors
+        model.index = build_index(model.vectors, np.arange(len(model.item_ids), dtype=np.int64), IndexConfig(kind="flat"))
+    return model
+
+
+def _simulate(dataset, default, experiment, versions, cut_ms: int) -> dict:
+    """Replay the events in time order, 50 a batch: before ``cut_ms`` with ``default`` alone, then
+    with ``experiment`` running; the per-arm results over the events after the cut."""
+    from stream.core.experiments import compare
+
+    holder = ModelHolder(default)
+    processor = BatchProcessor(holder, TrendingCounter(), top_k=10)
+    store: dict[str, bytes] = {}
+    events = sorted(dataset.events, key=lambda e: e["timestamp_ms"])
+    before = [e for e in events if e["timestamp_ms"] < cut_ms]
+    after = [e for e in events if e["timestamp_ms"] >= cut_ms]
+    now_ms = events[-1]["timestamp_ms"] + 3_600_000
+    totals: dict[str, tuple[int, int]] = {}
+    for phase, batch_events in (("before", before), ("after", after)):
+        if phase == "after":
+            holder.start_experiment(experiment, versions)
+        for start in range(0, len(batch_events), 50):
+            batch = records(batch_events[start:start + 50], start=start if phase == "before" else 10**6 + start)
+            result = processor.process(batch, lambda u, r: UserState.from_bytes(store.get(u)), now_ms=now_ms)
+            assert not result.dead_letters
+            for user, update in result.updates.items():
+                store[user] = update.state.to_bytes()
+            for arm, trials in result.arm_trials.items():
+                t, h = totals.get(arm, (0, 0))
+                totals[arm] = (t + trials, h + result.arm_hits.get(arm, 0))
+    return compare(experiment, totals)
+
+
+def test_a_clearly_better_version_wins_a_simulated_experiment_and_a_copy_does_not(tmp_path):
+    dataset = generate_demo_dataset(n_users=400, n_items=150, events_per_user=30, seed=21)
+    stamps = sorted(e["timestamp_ms"] for e in dataset.events)
+    cut = stamps[int(0.6 * len(stamps))]
+    trained = _trained_before(dataset, cut)
+    good = _serving_version(trained, tmp_path, "v-good")
+    copy = _serving_version(trained, tmp_path, "v-good-copy")
+    broken = _serving_version(trained, tmp_path, "v-broken", shuffle=True)
+
+    ab = new_experiment("better", [Arm("control", "v-broken", 0.5), Arm("treatment", "v-good", 0.5)], NOW)
+    result = _simulate(dataset, broken, ab, {"v-broken": broken, "v-good": good}, cut)
+    control, treatment = result["arms"]
+    assert control["trials"] > 1000 and treatment["trials"] > 1000
+    assert treatment["hit_rate"] > control["hit_rate"] and treatment["significant"], result
+
+    aa = new_experiment("copy", [Arm("control", "v-good", 0.5), Arm("treatment", "v-good-copy", 0.5)], NOW)
+    result = _simulate(dataset, good, aa, {"v-good": good, "v-good-copy": copy}, cut)
+    control, treatment = result["arms"]
+    assert control["trials"] > 1000 and treatment["trials"] > 1000
+    assert not treatment["significant"], result

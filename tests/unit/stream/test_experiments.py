@@ -1,17 +1,31 @@
 """stream.core.experiments: deterministic arm assignment, validation and per-arm statistics."""
 
+import dataclasses
+import json
 import math
 
 import numpy as np
 import pytest
+
+from stream.core.announcements import InvalidAnnouncement, ModelAnnouncement
 
 from stream.core.experiments import (
     Arm,
     Experiment,
     InvalidExperiment,
     assignment_point,
+    add_counts,
+    announcements_of,
     compare,
+    counts_key,
+    decode_counts,
+    encode_counts,
+    experiment_record,
+    format_results,
     new_experiment,
+    parse_model_update,
+    promotion,
+    sum_counts,
     parse_arm_option,
     parse_experiment,
     two_proportion_test,
@@ -128,3 +142,55 @@ def test_compare_reports_every_arm_even_without_trials():
     assert [a["arm"] for a in result["arms"]] == ["control", "treatment"]
     assert result["arms"][0]["hit_rate"] is None and result["arms"][1]["p_value"] == 1.0
     assert result["running"] and result["control"] == "control"
+
+
+def test_an_experiment_record_round_trips_and_model_updates_records_are_told_apart():
+    key, value = experiment_record(ab())
+    assert key == b"experiment:ndcg-v2"
+    assert parse_model_update(value) == ab()
+    version = parse_model_update(ModelAnnouncement("v3", NOW).encode())
+    assert isinstance(version, ModelAnnouncement) and version.version == "v3"
+    with pytest.raises(InvalidExperiment) as e:
+        parse_model_update(json.dumps({"experiment": {"name": "x", "arms": "all"}}))
+    assert e.value.reason == "bad_arms"
+    with pytest.raises(InvalidAnnouncement) as e:
+        parse_model_update(b'{"neither": 1}')
+    assert e.value.reason == "missing_field"
+    with pytest.raises(InvalidExperiment) as e:
+        parse_model_update(b"\xff")
+    assert e.value.reason == "bad_encoding"
+
+
+def test_a_stop_that_promotes_is_an_announcement_of_the_arms_version_in_topic_order():
+    running = ab()
+    stopped = dataclasses.replace(running, stopped_ms=NOW + 5, promoted="treatment")
+    assert promotion(running) is None and promotion(dataclasses.replace(running, stopped_ms=NOW + 5)) is None
+    assert promotion(stopped).version == "v2" and promotion(stopped).extra == {"promoted_by": "ndcg-v2"}
+    updates = [ModelAnnouncement("v1", 1), ModelAnnouncement("v2", 2), running, ModelAnnouncement("v3", 3), stopped]
+    assert [a.version for a in announcements_of(updates)] == ["v1", "v2", "v3", "v2"]
+
+
+def test_counts_add_up_by_arm_and_hostile_counts_are_refused():
+    one = add_counts({}, {"control": 10, "treatment": 4}, {"control": 3, "treatment": 1})
+    two = add_counts(decode_counts(encode_counts(one)), {"control": 5}, {"control": 5})
+    assert two == {"control": (15, 8), "treatment": (4, 1)}
+    assert sum_counts([two, {"treatment": (6, 2)}, {}]) == {"control": (15, 8), "treatment": (10, 3)}
+    assert counts_key(ab()) == f"ndcg-v2@{NOW}".encode()
+    for hostile, reason in ((b'{"a": [3, 4]}', "bad_counts"), (b'{"a": [-1, 0]}', "bad_counts"),
+                            (b'{"a": [1.5, 0]}', "bad_counts"), (b'{"a": [1, 0, 0]}', "bad_counts"),
+                            (b"[1]", "not_an_object"), (b"x" * 20_000, "too_large"), (None, "not_an_object")):
+        with pytest.raises(InvalidExperiment) as e:
+            decode_counts(hostile)
+        assert e.value.reason == reason, hostile
+
+
+def test_the_results_table_shows_every_arm_with_its_interval_and_test():
+    lines = format_results(compare(ab(), {"control": (1000, 100), "treatment": (1000, 160)}))
+    assert lines[0] == "experiment ndcg-v2 (running)"
+    control, treatment = lines[2].split(), lines[3].split()
+    assert control[:6] == ["control", "v1", "0.80", "1000", "100", "0.1000"] and "control" in control[6:]
+    assert treatment[:6] == ["treatment", "v2", "0.20", "1000", "160", "0.1600"]
+    assert treatment[-2] == "+0.0600" and treatment[-1].endswith("*")  # p < 0.001: significant
+    stopped = dataclasses.replace(ab(), stopped_ms=NOW + 1, promoted="treatment")
+    assert format_results(compare(stopped, {}) | {"partitions_counted": [0, 1]})[0] == \
+        "experiment ndcg-v2 (stopped, promoted treatment; 2 partitions counted)"

@@ -63,6 +63,8 @@ def make_worker(artifacts: Path, key: str | None = KEY) -> Worker:
     worker._catalog_read = asyncio.Event()
     worker._versions_walked = asyncio.Event()
     worker._startup_announcements = {}
+    worker._startup_experiment = None
+    worker.experiments = {}
     worker._updates_done = {}
     worker.dead_lettered = []
 
@@ -77,6 +79,19 @@ def make_worker(artifacts: Path, key: str | None = KEY) -> Worker:
 def announcement(offset: int, version, **fields) -> Record:
     value = None if version is None else json.dumps({"version": version, "created_ms": 1, **fields}).encode()
     return Record("model-updates", 0, offset, b"v", value, 0)
+
+
+def experiment(offset: int, name: str, arms, stopped_ms=None, promoted=None, started_ms=5) -> Record:
+    record = {"name": name, "arms": [{"name": a, "version": v, "share": s} for a, v, s in arms],
+              "started_ms": started_ms, "stopped_ms": stopped_ms, "promoted": promoted}
+    return Record("model-updates", 0, offset, f"experiment:{name}".encode(), json.dumps({"experiment": record}).encode(), 0)
+
+
+AB = [("control", "good", 0.5), ("treatment", "second", 0.5)]
+
+
+def arms(worker: Worker) -> dict[str, str]:
+    return {name: m.model_version for name, m in worker.holder.serving.arms.items()}
 
 
 def rejected() -> float:
@@ -233,3 +248,48 @@ def test_the_worker_keeps_catalogue_records_at_their_own_size() -> None:
         tracemalloc.stop()
     assert len(worker.catalog) == 2000 and parse_item(worker.catalog["i7"]).title == "t" * 50
     assert per_item < 1024, per_item
+
+
+def test_an_experiment_record_serves_each_arm_from_its_version_and_a_stop_promotes(artifacts: Path) -> None:
+    copy_version(artifacts, "good", "second", KEY.encode())
+    worker = make_worker(artifacts)
+    start(worker, [announcement(0, "good")])
+    asyncio.run(worker._on_announcements([experiment(1, "ab", AB)]))
+    assert serving(worker) == "good" and worker.holder.experiment.name == "ab"
+    assert arms(worker) == {"control": "good", "treatment": "second"}
+    assert worker.holder.serving.arms["control"] is worker.holder.current  # the served version is not loaded twice
+    users = [f"u{i}" for i in range(200)]
+    by_arm = {u: worker.holder.serving.model_for(u)[1] for u in users}
+    assert {worker.holder.experiment.arm_of(u).name for u in users} == set(by_arm.values()) == {"control", "treatment"}
+    asyncio.run(worker._on_announcements([experiment(2, "ab", AB, stopped_ms=9, promoted="treatment")]))
+    assert worker.holder.experiment is None and serving(worker) == "second"
+    assert worker.experiments["ab"].promoted == "treatment"
+
+
+def test_a_restarted_worker_serves_the_experiment_in_force_and_a_promotion_as_an_announcement(artifacts: Path) -> None:
+    copy_version(artifacts, "good", "second", KEY.encode())
+    copy_version(artifacts, "good", "third", KEY.encode())
+    running = make_worker(artifacts)
+    start(running, [announcement(0, "good"), experiment(1, "ab", AB), announcement(2, "third")])
+    # The newest version serves by default; the experiment's arms keep theirs.
+    assert serving(running) == "third" and arms(running) == {"control": "good", "treatment": "second"}
+    promoted = make_worker(artifacts)
+    start(promoted, [announcement(0, "good"), experiment(1, "ab", AB), announcement(2, "third"),
+                     experiment(3, "ab", AB, stopped_ms=9, promoted="treatment")])
+    # The stop that promoted "second" announced it after "third": it is the newest.
+    assert promoted.holder.experiment is None and serving(promoted) == "second"
+    stopped = make_worker(artifacts)
+    start(stopped, [announcement(0, "good"), experiment(1, "ab", AB), experiment(2, "ab", AB, stopped_ms=9)])
+    assert stopped.holder.experiment is None and serving(stopped) == "good"
+
+
+def test_an_experiment_whose_version_does_not_load_is_refused_and_serving_goes_on(artifacts: Path) -> None:
+    worker = make_worker(artifacts)
+    start(worker, [announcement(0, "good")])
+    before = metrics.EXPERIMENT_CHANGES.labels("rejected")._value.get()
+    asyncio.run(worker._on_announcements([experiment(1, "ab", [("control", "good", 0.5), ("t", "missing", 0.5)]),
+                                          experiment(2, "bad shares", AB), experiment(3, "x", [("a", "good", 1.0)])]))
+    assert worker.holder.experiment is None and serving(worker) == "good"
+    assert metrics.EXPERIMENT_CHANGES.labels("rejected")._value.get() - before == 1
+    # The two invalid records are dead letters with their reasons.
+    assert [(r.offset, reason) for r, reason, _ in worker.dead_lettered] == [(2, "bad_name"), (3, "bad_arms")]
