@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     trainer_port: int = Field(default=6070, ge=1, le=65535, description="Trainer's /metrics and /healthz port.")
     trending_half_life_s: float = Field(default=3600.0, gt=0,
                                         description="Half-life of the trending counts used for cold start.")
+    trending_publish_interval_s: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="Seconds between a worker's publications of its partitions' trending counts to the trending "
+                    "topic, which every worker adds up: how far behind the other workers' events its trend is.")
 
     # --- Vector index (index.IndexConfig) ----------------------------------------
     # One setting per IndexConfig field, named index_<field>. Unset (None) keeps

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream.core import announcements, dead_letters, events, experiments, items, recommendations
-from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS
+from stream.core import announcements, dead_letters, events, experiments, items, recommendations, trending
+from stream.core.topics import DEAD_LETTER, EVENTS, ITEMS, MODEL_UPDATES, RECOMMENDATIONS, TRENDING
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://streamrec.dev/schemas/"
@@ -34,6 +34,7 @@ TOPIC_SCHEMAS: dict[str, dict[str, Any]] = {
         "else": announcements.JSON_SCHEMA,
         "x-max-bytes": announcements.MAX_ANNOUNCEMENT_BYTES,
     },
+    TRENDING: trending.JSON_SCHEMA,
 }
 
 

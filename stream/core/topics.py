@@ -14,6 +14,7 @@ ITEMS = "items"
 RECOMMENDATIONS = "recommendations"
 DEAD_LETTER = "dead-letter"
 MODEL_UPDATES = "model-updates"
+TRENDING = "trending"
 # The worker's Faust tables; Faust names each one's changelog topic (changelog_topic).
 USER_STATE_TABLE = "user-state"
 EXPERIMENT_COUNTS_TABLE = "experiment-counts"
@@ -44,7 +45,8 @@ def project_topics(settings: Settings) -> list[TopicSpec]:
     partition number. ``items`` is compacted (the latest record per item id is
     the catalogue). ``model-updates`` has one partition: announcements are
     totally ordered; it is kept for ever (a few records per trained version), since a
-    starting worker walks it to find the version and experiment in force.
+    starting worker walks it to find the version and experiment in force. ``trending``
+    (one partition, compacted) holds each events partition's latest trending counts.
     """
     p, r = settings.topic_partitions, settings.topic_replication
     size = {"max.message.bytes": str(settings.topic_max_message_bytes)}  # explicit: outputs are bounded by it
@@ -54,4 +56,5 @@ def project_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(RECOMMENDATIONS), p, r, {"retention.ms": str(WEEK_MS), **size}),
         TopicSpec(settings.topic(DEAD_LETTER), p, r, {"retention.ms": str(4 * WEEK_MS), **size}),
         TopicSpec(settings.topic(MODEL_UPDATES), 1, r, {"cleanup.policy": "delete", "retention.ms": "-1", **size}),
+        TopicSpec(settings.topic(TRENDING), 1, r, {"cleanup.policy": "compact", **size}),
     ]

@@ -73,7 +73,7 @@ ONLINE_HITS = Counter(
 RECORDS_REJECTED = Counter(
     "streamrec_worker_records_rejected_total",
     "Records of any consumed topic refused and sent to the dead-letter topic, by topic and reason "
-    "(topic: events, items, model-updates, user-state; outputs refused before sending: output).",
+    "(topic: events, items, model-updates, trending, user-state; outputs refused before sending: output).",
     [TOPIC, REASON], registry=REGISTRY)
 MODEL_INFO = Gauge(
     "streamrec_worker_model_info", "1 for the model and index versions being served.",

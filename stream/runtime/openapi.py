@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.feedback import EventType
-from stream.runtime.web import MAX_EXCLUDE, MAX_INGEST_BYTES, MAX_INGEST_EVENTS
+from stream.runtime.web import MAX_EXCLUDE, MAX_INGEST_BYTES, MAX_INGEST_EVENTS, MAX_NEAREST_BYTES, MAX_VECTOR_DIM
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -66,12 +66,34 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                 "parameters": [_path_id("item_id", "the item"), k, *filters],
                 "responses": {"200": _json("nearest items, best first", "SimilarItems"),
                               "404": _error("unknown item"), **common}}},
+            "/items/trending": {"get": {
+                "summary": "The items trending over every worker's events: decayed counts of positive events "
+                           "(what users without a positive signal are served)",
+                "operationId": "getTrendingItems",
+                "parameters": [k, *filters],
+                "responses": {"200": _json("trending items, hottest first (scores relative to the first)",
+                                           "TrendingItems"), **common}}},
             "/users/{user_id}/similar": {"get": {
-                "summary": "Users with the nearest embeddings (social: friend suggestions)",
+                "summary": "Users with the nearest embeddings over every worker (social: friend suggestions); "
+                           "the owner asks each other worker (POST /users/nearest) and merges",
                 "operationId": "getSimilarUsers",
                 "parameters": [_path_id("user_id", "the user"), k],
                 "responses": {"200": _json("nearest users, best first", "SimilarUsers"),
                               "404": _error("unknown user, or no embedding yet"), **common}}},
+            "/users/nearest": {"post": {
+                "summary": "This worker's users nearest to a vector (what GET /users/{user_id}/similar merges "
+                           "over the workers)",
+                "operationId": "postNearestUsers",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["vector"], "properties": {
+                        "vector": {"type": "array", "minItems": 1, "maxItems": MAX_VECTOR_DIM,
+                                   "items": {"type": "number"}},
+                        "k": {"type": "integer", "minimum": 1, "maximum": max_k, "default": 10},
+                        "exclude": {"type": "array", "maxItems": MAX_EXCLUDE,
+                                    "items": {"type": "string", "minLength": 1, "maxLength": 128}}}}}},
+                    "description": f"a body of at most {MAX_NEAREST_BYTES} bytes"},
+                "responses": {"200": _json("nearest users of this worker, best first", "NearestUsers"),
+                              "413": _error("the body is too large"), **common}}},
             "/events": {"post": {
                 "summary": "Events in, for clients that cannot write to Kafka: validated, then written "
                            "to the events topic with acks=all before the answer",
@@ -128,8 +150,17 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                 "SimilarItems": {"type": "object", "required": ["item_id", "items", "model_version"], "properties": {
                     "item_id": {"type": "string"}, "items": {"type": "array", "items": scored_item},
                     "model_version": {"type": "string"}, "index_version": {"type": ["string", "null"]}}},
-                "SimilarUsers": {"type": "object", "required": ["user_id", "users"], "properties": {
+                "TrendingItems": {"type": "object", "required": ["items", "half_life_s"], "properties": {
+                    "items": {"type": "array", "items": scored_item}, "half_life_s": {"type": "number"}}},
+                "NearestUsers": {"type": "object", "required": ["users"], "properties": {
+                    "users": {"type": "array", "items": {"type": "object", "required": ["user_id", "score"],
+                                                         "properties": {"user_id": {"type": "string"},
+                                                                        "score": {"type": "number"}}}}}},
+                "SimilarUsers": {"type": "object", "required": ["user_id", "users", "workers", "partial"],
+                                 "properties": {
                     "user_id": {"type": "string"},
+                    "workers": {"type": "integer", "minimum": 1, "description": "workers whose users were searched"},
+                    "partial": {"type": "boolean", "description": "true when a worker did not answer in time"},
                     "users": {"type": "array", "items": {"type": "object", "required": ["user_id", "score"],
                                                          "properties": {"user_id": {"type": "string"},
                                                                         "score": {"type": "number"}}}}}},

@@ -2,7 +2,10 @@
 
 ``GET /recommendations/{user_id}?k=&category=&exclude=``  the user's recommendation (routed to the worker owning the user)
 ``GET /items/{item_id}/similar?k=&category=&exclude=``    nearest items (e-commerce "similar items")
-``GET /users/{user_id}/similar?k=``    users with the nearest embeddings (social: friend suggestions)
+``GET /items/trending?k=&category=&exclude=``  the items trending over all workers' events (cold start)
+``GET /users/{user_id}/similar?k=``    users with the nearest embeddings over every worker (social: friend suggestions)
+``POST /users/nearest``                this worker's users nearest to a vector (what the one above merges)
+``GET /experiments``                   experiments and their per-arm results over all workers
 ``POST /events``                       events in (one JSON object or an array): 202 with what was accepted
 ``GET /healthz``                       200 when the catalogue and a model are loaded, else 503
 ``GET /metrics``                       Prometheus exposition
@@ -159,6 +162,35 @@ def parse_event_batch(body: bytes) -> tuple[list[Any], list[dict[str, Any]]]:
 
 
 
+MAX_NEAREST_BYTES = 64 * 1024  # POST /users/nearest: a vector of up to MAX_VECTOR_DIM numbers and a few ids
+MAX_VECTOR_DIM = 2048
+
+
+def parse_nearest(body: bytes, max_k: int) -> tuple[Any, int, list[str]]:
+    """``POST /users/nearest``' body ``{"vector": [...], "k": K, "exclude": [ids]}``: (the vector as
+    float32, k, the ids left out); raises :class:`BadRequest`."""
+    import numpy as np
+    import orjson
+
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"the body is not JSON: {str(e)[:120]}") from e
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be an object with vector, k and exclude")
+    vector = data.get("vector")
+    if not (isinstance(vector, list) and 0 < len(vector) <= MAX_VECTOR_DIM
+            and all(type(v) in (int, float) and abs(v) < 1e30 for v in vector)):  # NaN, inf: False
+        raise BadRequest(f"vector must be a list of 1 to {MAX_VECTOR_DIM} finite numbers")
+    k = data.get("k", 10)
+    if type(k) is not int or not 1 <= k <= max_k:
+        raise BadRequest(f"k must be an integer between 1 and {max_k}")
+    exclude = data.get("exclude", [])
+    if not isinstance(exclude, list) or len(exclude) > MAX_EXCLUDE:
+        raise BadRequest(f"exclude must be a list of at most {MAX_EXCLUDE} user ids")
+    return np.asarray(vector, dtype=np.float32), k, [parse_id("exclude", u) for u in exclude]
+
+
 def parse_filters(request: Request, model: Any) -> tuple[Any, list[str]]:
     """The ``category`` and ``exclude`` query parameters: (the allowed item positions or ``None``,
     the ids to leave out); raises :class:`BadRequest`."""
@@ -255,6 +287,24 @@ def register_views(app: faust.App, worker: Worker) -> None:
                 "index_version": model.index_version,
             })
 
+    @app.page("/items/trending")
+    class TrendingItems(View):
+        async def get(self, request: Request) -> Response:
+            return await answer(self, self._get, request)
+
+        async def _get(self, request: Request) -> Response:
+            k = parse_k(request, settings.top_k, settings.max_k)
+            model = model_or_503(self)
+            allowed, exclude = parse_filters(request, model)
+            keep = None
+            if allowed is not None:
+                in_filter, positions = set(allowed.tolist()), model.positions
+                keep = lambda item: positions.get(item, -1) in in_filter  # noqa: E731
+            found = worker.trending.top(k, set(exclude), keep=keep)
+            return self.json({"items": [{"item_id": i, "score": round(s, 6), "title": model.titles.get(i)}
+                                        for i, s in found],
+                              "half_life_s": worker.trending.half_life_s})
+
     @app.page("/users/{user_id}/similar")
     class SimilarUsers(View):
         @app.table_route(table=worker.user_state, match_info="user_id")
@@ -267,11 +317,28 @@ def register_views(app: faust.App, worker: Worker) -> None:
             model_or_503(self)
             if worker.state_of(user_id) is None:
                 return error(self, 404, f"unknown user {user_id!r}")
-            similar = worker.similar_users(user_id, k)
+            similar = await worker.similar_users(user_id, k, request.headers.get("Authorization"))
             if similar is None:
                 return error(self, 404, f"user {user_id!r} has no embedding yet")
             return self.json({"user_id": user_id,
-                              "users": [{"user_id": u, "score": round(s, 6)} for u, s in similar]})
+                              "users": [{"user_id": u, "score": round(s, 6)} for u, s in similar.users],
+                              "workers": similar.workers, "partial": bool(similar.missing)})
+
+    @app.page("/users/nearest")
+    class NearestUsers(View):
+        async def post(self, request: Request) -> Response:
+            return await answer(self, self._post, request)
+
+        async def _post(self, request: Request) -> Response:
+            try:
+                body = await request.read()
+            except aiohttp_web.HTTPRequestEntityTooLarge:
+                return error(self, 413, f"the body may hold at most {MAX_NEAREST_BYTES} bytes")
+            if len(body) > MAX_NEAREST_BYTES:
+                return error(self, 413, f"the body may hold at most {MAX_NEAREST_BYTES} bytes")
+            vector, k, exclude = parse_nearest(body, settings.max_k)
+            return self.json({"users": [{"user_id": u, "score": round(s, 6)}
+                                        for u, s in worker.users.nearest(vector, k, exclude)]})
 
     @app.page("/events")
     class Events(View):

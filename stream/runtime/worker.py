@@ -16,6 +16,7 @@ import atexit
 import gc
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,8 +36,8 @@ from stream.core.pacing import SlicePacer
 from stream.core.records import Record
 from stream.core.state import UserState, loads, max_state_bytes
 from stream.core.topics import (DEAD_LETTER, EVENTS, EXPERIMENT_COUNTS_TABLE, ITEMS, MODEL_UPDATES,
-                               RECOMMENDATIONS, USER_STATE_TABLE)
-from stream.core.trending import TrendingCounter
+                               RECOMMENDATIONS, TRENDING, USER_STATE_TABLE)
+from stream.core.trending import SharedTrending, encode_snapshot, parse_snapshot
 from stream.errors import ConfigError, InvalidRecord
 from stream.kafka.feeds import follow_topic
 from stream.kafka.reader import read_range
@@ -100,6 +101,16 @@ def catalog_chunks(items: list[bytes], size: int = 20_000) -> Iterator[list[dict
         yield [loads(raw) for raw in items[start:start + size]]
 
 
+@dataclass
+class SimilarUsers:
+    """``GET /users/{id}/similar``'s answer: users and scores, best first, and how many workers
+    answered (``missing``: the URLs of those that did not)."""
+
+    users: list[tuple[str, float]]
+    workers: int
+    missing: list[str]
+
+
 class Worker:
     """Registers the agent, table, feeds and timers of the worker on a Faust app."""
 
@@ -108,7 +119,7 @@ class Worker:
         self.settings = settings
         metrics.declare_label_values()
         self.holder = ModelHolder()
-        self.trending = TrendingCounter(settings.trending_half_life_s)
+        self.trending = SharedTrending(settings.trending_half_life_s)
         # Under exactly_once a redelivered event's state and recommendation are already in
         # committed transactions (local state of an unclean stop is dropped, stream.runtime.local_state).
         self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history,
@@ -175,6 +186,7 @@ class Worker:
         # Every experiment seen on model-updates, by name, as last announced.
         self.experiments: dict[str, Experiment] = {}
         self._results_lock = asyncio.Lock()
+        self._http: Any = None  # aiohttp.ClientSession to the other workers, made at the first fan-out
         self._results_cache: tuple[float, list[dict[str, Any]] | None] = (0.0, None)
         self._holes: HoleFiller | None = None
         # The agent subscribes the group to the events topic (and co-partitions the table with
@@ -183,7 +195,9 @@ class Worker:
         app.agent(self.events_topic, name="process-events")(self._agent)
         app.task(self._follow_catalog)
         app.task(self._follow_model_updates)
+        app.task(self._follow_trending)
         app.timer(interval=5.0)(self._report_gauges)
+        app.timer(interval=settings.trending_publish_interval_s)(self._publish_trending)
         app.on_worker_init.connect(self._on_worker_init)
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
         app.task(self._undo_spinner_logging)
@@ -213,6 +227,7 @@ class Worker:
         self.states.forget_key_counts()
         self.counts.forget_key_counts()
         events = self.events_topic.get_topic_name()
+        self.trending.assign(tp.partition for tp in assigned if tp.topic == events)
         forgotten = self.users.keep_partitions({tp.partition for tp in assigned if tp.topic == events})
         if forgotten:
             log.info("similar-users index forgot users of partitions given up count=%d", forgotten)
@@ -331,6 +346,38 @@ class Worker:
             if self.holder.current is None:  # a walk past its wait may have served a version meanwhile
                 self._serve(model)
         self.catalog_ready.set()
+
+    # --- trending over all partitions --------------------------------------------------
+    async def _follow_trending(self) -> None:
+        await follow_topic(self.settings, self.settings.topic(TRENDING), self._on_trending, from_beginning=True)
+
+    async def _on_trending(self, records: list[Record]) -> None:
+        """Other partitions' trending counts (stream.core.trending); refused records are dead-lettered."""
+        snapshots, refused = [], []
+        for record in records:
+            try:
+                snapshots.append(parse_snapshot(record.value, self.settings.topic_partitions))
+            except InvalidRecord as e:
+                refused.append((record, e.reason, f"trending record refused: {e.detail}"))
+        if refused:
+            await self._dead_letter_feed(TRENDING, refused)
+        self.trending.receive(snapshots)
+
+    async def _publish_trending(self) -> None:
+        """Publish the counts of every owned partition counted since the last time (one record each)."""
+        snapshots = self.trending.snapshots()
+        if not snapshots:
+            return
+        outbox = Outbox(self._plain_producer, self.settings.topic_max_message_bytes - 512)
+        for partition, ref_ms, scores in snapshots:
+            outbox.add(self.settings.topic(TRENDING), 0, str(partition).encode(),
+                       encode_snapshot(partition, ref_ms, scores, self.trending.half_life_s))
+        try:
+            await self.app.producer.maybe_start()
+            await asyncio.gather(*(batch.future for batch in await outbox.send()))
+        except Exception as e:  # trending is best effort: the next interval sends the counts again
+            self.trending.mark_changed(p for p, _, _ in snapshots)
+            log.warning("trending counts not published partitions=%d error=%r", len(snapshots), e)
 
     # --- model versions ---------------------------------------------------------------
     # The worker reads model-updates from the beginning (one partition, small). At start-up it keeps
@@ -709,8 +756,17 @@ class Worker:
         raw = self.states.get_any(user_id.encode())
         return None if raw is None else UserState.from_json(raw)
 
-    def similar_users(self, user_id: str, k: int) -> list[tuple[str, float]] | None:
-        """Users nearest to ``user_id``'s current embedding; ``None`` when it has none yet."""
+    PEER_TIMEOUT_S = 2.0  # how long GET /users/{id}/similar waits for each other worker
+
+    async def similar_users(self, user_id: str, k: int, authorization: str | None = None) -> SimilarUsers | None:
+        """The ``k`` users nearest to ``user_id``'s current embedding over every worker; ``None``
+        when the user has none yet.
+
+        Scatter-gather: this worker (the user's owner) searches its own users and asks every
+        other worker of the group for the users nearest to the same vector (``POST
+        /users/nearest``, with the caller's ``Authorization``), then merges. A worker that does
+        not answer within :attr:`PEER_TIMEOUT_S` leaves the answer partial, and says so.
+        """
         try:
             state = self.state_of(user_id) or UserState()
         except InvalidRecord as e:  # a stored state another client wrote: no neighbours
@@ -718,7 +774,42 @@ class Worker:
             return None
         if state.embedding is None:
             return None
-        return self.users.similar(user_id, state.embedding, k)
+        vector = np.asarray(state.embedding, dtype=np.float32)
+        peers = self.peer_urls()
+        answers = await asyncio.gather(*(self._ask_peer(url, vector, k, user_id, authorization) for url in peers))
+        merged: dict[str, float] = {}
+        for found in [self.users.nearest(vector, k, (user_id,)), *(a for a in answers if a is not None)]:
+            for other, score in found:
+                if other != user_id and score > merged.get(other, -np.inf):
+                    merged[other] = score  # a user two workers hold during a rebalance counts once
+        best = sorted(merged.items(), key=lambda kv: -kv[1])[:k]
+        missing = [url for url, a in zip(peers, answers) if a is None]
+        return SimilarUsers(best, workers=1 + len(peers) - len(missing), missing=missing)
+
+    def peer_urls(self) -> list[str]:
+        """The web URLs of the group's other workers, from the partition assignor's table metadata."""
+        own = str(self.app.conf.canonical_url).rstrip("/")
+        hosts = {str(h).rstrip("/") for h in self.app.router.tables_metadata()}
+        return sorted(hosts - {own})
+
+    async def _ask_peer(self, url: str, vector: np.ndarray, k: int, user_id: str,
+                        authorization: str | None) -> list[tuple[str, float]] | None:
+        """Another worker's users nearest to ``vector``; ``None`` (logged) when it does not answer well."""
+        import aiohttp
+
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.PEER_TIMEOUT_S))
+        headers = {"Authorization": authorization} if authorization else {}
+        body = {"vector": vector.tolist(), "k": k, "exclude": [user_id]}
+        try:
+            async with self._http.post(f"{url}/users/nearest", json=body, headers=headers) as response:
+                if response.status != 200:
+                    raise ValueError(f"answered {response.status}")
+                data = await response.json()
+            return [(str(u["user_id"]), float(u["score"])) for u in data["users"]][:k]
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as e:
+            log.warning("similar users: worker %s did not answer error=%r", url, e)
+            return None
 
     # --- gauges ------------------------------------------------------------------
     async def _report_gauges(self) -> None:

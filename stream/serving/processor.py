@@ -26,7 +26,7 @@ from stream.core.experiments import Experiment
 from stream.core.recommendations import Recommendation, Source
 from stream.core.records import Record
 from stream.core.state import UserState, apply_event
-from stream.core.trending import TrendingCounter
+from stream.core.trending import SharedTrending, TrendingCounter
 from stream.errors import InvalidEvent
 from stream.serving.model import POPULAR, ModelHolder, Serving, ServingModel
 
@@ -91,7 +91,7 @@ class BatchResult:
 class BatchProcessor:
     """Applies batches of event records to user state and builds recommendations."""
 
-    def __init__(self, holder: ModelHolder, trending: TrendingCounter, top_k: int = 10,
+    def __init__(self, holder: ModelHolder, trending: TrendingCounter | SharedTrending, top_k: int = 10,
                  max_history: int = 200, rewrite_redelivered: bool = True) -> None:
         self.holder = holder
         self.rewrite_redelivered = rewrite_redelivered
@@ -156,7 +156,7 @@ class BatchProcessor:
                 continue
             result.applied += 1
             if event.event_type in _POSITIVE:
-                self.trending.add(item_id, event.timestamp_ms, event.weight)
+                self.trending.add(item_id, event.timestamp_ms, event.weight, record.partition)
                 if state.last_recs:
                     result.online_trials += 1
                     hit = item_id in state.last_recs

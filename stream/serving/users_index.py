@@ -2,8 +2,8 @@
 
 Built with the same ``index`` code as the item index, over other ids: each
 user id gets an int64 id in first-seen order. A worker holds the users of the
-partitions it owns (the request is routed to the owner of the asking user);
-users on other workers' partitions join once they appear there. Upserts are
+partitions it owns; ``GET /users/{id}/similar`` asks every worker's index for
+its nearest users and merges them (``stream.runtime.worker.Worker.similar_users``). Upserts are
 kept aside and added to the index in one call when the next query comes: the
 worker upserts every batch, and an index update per batch cost more than the
 queries it serves.
@@ -88,11 +88,16 @@ class UserVectors:
 
     def similar(self, user_id: str, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The ``k`` users nearest to ``vector``, ``user_id`` itself left out."""
+        return self.nearest(vector, k, (user_id,))
+
+    def nearest(self, vector: np.ndarray, k: int, exclude: tuple[str, ...] | list[str] = ()) -> list[tuple[str, float]]:
+        """The ``k`` users of this index nearest to ``vector``, best first, ``exclude`` left out (a
+        vector of another dimension than the index's finds nobody)."""
         self._flush()
         if self._index is None or self._dim != vector.shape[0]:
             return []
-        own = {self._ids[user_id]} if user_id in self._ids else set()
+        left_out = {self._ids[u] for u in exclude if u in self._ids}
         names, known = self._names, self._ids
-        scores, ids = self._index.search(vector[None, :].astype(np.float32), k, exclude=[own])
+        scores, ids = self._index.search(vector[None, :].astype(np.float32), k, exclude=[left_out])
         return [(names[int(i)], float(s)) for s, i in zip(scores[0], ids[0])
                 if i >= 0 and known.get(names[int(i)]) == int(i)]

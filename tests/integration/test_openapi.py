@@ -59,6 +59,11 @@ def test_the_document_is_valid_openapi_and_every_route_answers_as_documented(wor
         ("/items/{item_id}/similar", "get"): [(f"/items/{values['item_id']}/similar?k=2&exclude=x,y", None),
                                               ("/items/nothing/similar", None)],
         ("/users/{user_id}/similar", "get"): [("/users/u0/similar?k=2", None), ("/users/nobody/similar", None)],
+        ("/users/nearest", "post"): [("/users/nearest", json.dumps({"vector": [0.1] * 64, "k": 2}).encode()),
+                                     ("/users/nearest", json.dumps({"vector": [], "k": 2}).encode()),
+                                     ("/users/nearest", b"x" * 70_000)],
+        ("/items/trending", "get"): [("/items/trending?k=3", None), (f"/items/trending?category={category}", None),
+                                     ("/items/trending?category=no-such-category", None)],
         ("/events", "post"): [("/events", json.dumps({"user_id": "u9", "item_id": values["item_id"],
                                                       "event_type": "click",
                                                       "timestamp_ms": int(time.time() * 1000)}).encode()),
@@ -82,5 +87,6 @@ def test_the_document_is_valid_openapi_and_every_route_answers_as_documented(wor
                 jsonschema.validate(answer, schema)
     assert ("/recommendations/{user_id}", "200") in seen and ("/events", "202") in seen
     assert ("/recommendations/{user_id}", "400") in seen and ("/items/{item_id}/similar", "404") in seen
-    assert ("/experiments", "200") in seen
+    assert ("/experiments", "200") in seen and ("/users/nearest", "413") in seen
+    assert ("/items/trending", "200") in seen and ("/items/trending", "400") in seen
     assert [e["experiment"] for e in worker.get("/experiments")[1]["experiments"]] == ["doc"]

@@ -18,8 +18,11 @@ def test_topics_created_with_partitions_and_configs(settings, topics):
     with admin_client(settings) as admin:
         described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic(ITEMS))])
-    assert described == {n: (1 if n.endswith("model-updates") else 4) for n in names}
+        kept = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic("model-updates"))])
+    assert described == {n: (1 if n.endswith(("model-updates", "trending")) else 4) for n in names}
     assert "compact" in str(configs)
+    kept_configs = kept["topic"][settings.topic("model-updates")]
+    assert kept_configs["retention.ms"]["value"] == "-1"  # announcements and experiments kept for ever
 
 
 def test_partition_mismatch_is_refused(settings, topics):

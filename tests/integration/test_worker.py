@@ -229,6 +229,14 @@ def test_hostile_catalogue_records_and_announcements_never_stop_the_worker(world
     for value in (b"null", b"[]", b'"v1"', b'{"version": "../../etc"}', b'{"version": "/tmp/x"}',
                   b'{"version": 7}', b"{not json"):
         producer.send(settings.topic("model-updates"), key=b"v", value=value)
+    # Hostile experiment records (model-updates) and trending counts (trending).
+    for value in (b'{"experiment": 5}', b'{"experiment": {"name": "x", "arms": [], "started_ms": 1}}',
+                  b'{"experiment": {"name": "../x", "arms": [{"name": "a", "version": "v", "share": 1}], '
+                  b'"started_ms": 1}}'):
+        producer.send(settings.topic("model-updates"), key=b"experiment:x", value=value)
+    for value in (b"null", b'{"partition": 99, "ref_ms": 1, "scores": {}}', b'{"partition": 0, "ref_ms": 1, '
+                  b'"scores": {"i1": -5}}', b'{"partition": 0, "ref_ms": 1, "scores": {"i1": 1e308}}', b"\xff"):
+        producer.send(settings.topic("trending"), key=b"0", value=value)
     good = {"item_id": "after-bad", "title": "Quiet Harbour", "tags": ["jazz"], "category": "jazz"}
     producer.send(settings.topic("items"), key=b"after-bad", value=json.dumps(good).encode())
     producer.flush()
@@ -236,14 +244,20 @@ def test_hostile_catalogue_records_and_announcements_never_stop_the_worker(world
     jazz = next(it["item_id"] for it in data.items if it["category"] == "jazz")
     wait_for(lambda: "after-bad" in [i["item_id"] for i in worker.get(f"/items/{jazz}/similar?k=100")[1]["items"]],
              what="the valid item after the bad ones indexed")
-    wait_for(lambda: worker.metric("streamrec_worker_model_swaps_total") >= rejected_before + 7,
-             what="the bad announcements refused")
+    wait_for(lambda: worker.metric("streamrec_worker_model_swaps_total") >= rejected_before + 10,
+             what="the bad announcements and experiment records refused")
     assert worker.get("/healthz")[1]["model_version"] == "content-v0"
     items_topic = settings.topic("items")
     letters = wait_for(lambda: (lambda ls: ls if len(ls) >= 8 else None)(
         [v for _, v in topic_json(settings, "dead-letter") if v["topic"] == items_topic]), what="items' dead letters")
     assert {l["reason"] for l in letters} >= {"wrong_type", "not_an_object", "bad_encoding", "missing_field", "bad_json"}
     assert worker.metric("streamrec_worker_records_rejected_total") >= 8
+    trending_topic = settings.topic("trending")
+    letters = wait_for(lambda: (lambda ls: ls if len(ls) >= 5 else None)(
+        [v for _, v in topic_json(settings, "dead-letter") if v["topic"] == trending_topic]),
+        what="trending's dead letters")
+    assert {l["reason"] for l in letters} == {"not_an_object", "bad_partition", "bad_value", "bad_encoding"}
+    assert worker.get("/items/trending?k=3")[0] == 200
     # A user state that is not one, written to the changelog by another client: restored into
     # RocksDB at the next start.
     changelog = f"{settings.app_id}-user-state-changelog"
