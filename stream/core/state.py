@@ -201,6 +201,26 @@ def apply_event(
     return True
 
 
+def embedding_of(raw: bytes | bytearray | memoryview | str) -> np.ndarray | None:
+    """The embedding of a stored state (``None``: none yet), without building the state: what
+    refilling a similar-users index from a table needs. Raises
+    :class:`~stream.errors.InvalidRecord` (``bad_state``) for bytes that are not a state."""
+    try:
+        data = loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise InvalidRecord("bad_state", f"stored user state is not JSON: {str(e)[:100]}") from e
+    emb = data.get("embedding") if isinstance(data, dict) else None
+    if emb is None:
+        return None
+    if type(emb) is not str:
+        raise InvalidRecord("bad_state", "embedding must be base64 text")
+    try:
+        vector = np.frombuffer(base64.b64decode(emb, validate=True), dtype=np.float32)
+    except (ValueError, TypeError) as e:
+        raise InvalidRecord("bad_state", f"embedding is not base64 float32: {str(e)[:100]}") from e
+    return vector if vector.size and np.isfinite(vector).all() else None
+
+
 def recency_weighted_mean(vectors: np.ndarray, weights: np.ndarray, half_life: float = 10.0) -> np.ndarray | None:
     """The fallback user vector: a mean of the history's item vectors, newest counting most.
 

@@ -34,7 +34,7 @@ from stream.core.experiments import (Experiment, InvalidExperiment, add_counts, 
 from stream.core.items import InvalidItem, parse_item
 from stream.core.pacing import SlicePacer
 from stream.core.records import Record
-from stream.core.state import UserState, loads, max_state_bytes
+from stream.core.state import UserState, embedding_of, loads, max_state_bytes
 from stream.core.topics import (DEAD_LETTER, EVENTS, EXPERIMENT_COUNTS_TABLE, ITEMS, MODEL_UPDATES,
                                RECOMMENDATIONS, TRENDING, USER_STATE_TABLE)
 from stream.core.trending import SharedTrending, encode_snapshot, parse_snapshot
@@ -187,6 +187,10 @@ class Worker:
         self.experiments: dict[str, Experiment] = {}
         self._results_lock = asyncio.Lock()
         self._http: Any = None  # aiohttp.ClientSession to the other workers, made at the first fan-out
+        # Partitions whose users' vectors are to be read back into the similar-users index (_load_users).
+        self._users_to_load: set[int] = set()
+        self._owned_partitions: set[int] = set()
+        self._users_loader: asyncio.Future | None = None
         self._results_cache: tuple[float, list[dict[str, Any]] | None] = (0.0, None)
         self._holes: HoleFiller | None = None
         # The agent subscribes the group to the events topic (and co-partitions the table with
@@ -200,6 +204,7 @@ class Worker:
         app.timer(interval=settings.trending_publish_interval_s)(self._publish_trending)
         app.on_worker_init.connect(self._on_worker_init)
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)
         app.task(self._undo_spinner_logging)
 
     # --- local state -------------------------------------------------------------
@@ -227,10 +232,19 @@ class Worker:
         self.states.forget_key_counts()
         self.counts.forget_key_counts()
         events = self.events_topic.get_topic_name()
-        self.trending.assign(tp.partition for tp in assigned if tp.topic == events)
-        forgotten = self.users.keep_partitions({tp.partition for tp in assigned if tp.topic == events})
+        owned = {tp.partition for tp in assigned if tp.topic == events}
+        self.trending.assign(owned)
+        # Users of partitions new to this worker are read back into the similar-users index after recovery.
+        self._users_to_load = (self._users_to_load | (owned - self._owned_partitions)) & owned
+        self._owned_partitions = owned
+        forgotten = self.users.keep_partitions(owned)
         if forgotten:
             log.info("similar-users index forgot users of partitions given up count=%d", forgotten)
+
+    async def _on_rebalance_complete(self, app: faust.App, **_: Any) -> None:
+        """Recovery of the assigned partitions done: their users' vectors can be read back."""
+        if self._users_to_load and (self._users_loader is None or self._users_loader.done()):
+            self._users_loader = asyncio.ensure_future(self._load_users())
 
     async def _undo_spinner_logging(self) -> None:
         """Give the root logger back its configured level.
@@ -346,6 +360,67 @@ class Worker:
             if self.holder.current is None:  # a walk past its wait may have served a version meanwhile
                 self._serve(model)
         self.catalog_ready.set()
+
+    # --- similar users ------------------------------------------------------------------
+    USERS_LOAD_CHUNK = 5_000
+
+    async def _load_users(self) -> None:
+        """Read the vectors of every user of newly assigned partitions back from the user-state
+        table into the similar-users index, once their recovery is done (Faust's
+        ``on_rebalance_complete``): without this, a restarted worker, or one given a partition,
+        found a user's neighbours only among users with an event since. The table is read in a
+        thread; users an event upserted meanwhile keep their fresher vector
+        (:meth:`UserVectors.upsert_missing`). A partition whose read a rebalance cut short is read
+        again after the next one, if still owned."""
+        while self._users_to_load:
+            partition = self._users_to_load.pop()
+            if partition not in self.assigned_partitions():
+                continue
+            loaded, started = 0, time.perf_counter()
+            try:
+                for users, vectors in await asyncio.to_thread(self._read_vectors, partition):
+                    if partition in self.assigned_partitions():
+                        loaded += self.users.upsert_missing(users, vectors, partition)
+            except Exception as e:  # the partition's database closed under the read (a rebalance)
+                log.info("similar-users index not refilled partition=%d error=%r", partition, e)
+                self._owned_partitions.discard(partition)  # new again at the next assignment that has it
+                continue
+            log.info("similar-users index refilled from the table partition=%d users=%d seconds=%.2f", partition,
+                     loaded, time.perf_counter() - started)
+
+    def _read_vectors(self, partition: int) -> list[tuple[list[str], np.ndarray]]:
+        """Every (user id, vector) of ``partition``'s database, in chunks of one dimension each; states
+        that do not decode are skipped (the batch that next touches the user dead-letters them)."""
+        db, offset_key = self.states._db(partition), self.user_state.data.offset_key
+        chunks: list[tuple[list[str], np.ndarray]] = []
+        users: list[str] = []
+        vectors: list[np.ndarray] = []
+
+        def cut() -> None:
+            by_dim: dict[int, list[int]] = {}
+            for row, vector in enumerate(vectors):
+                by_dim.setdefault(vector.shape[0], []).append(row)
+            for rows in by_dim.values():
+                chunks.append(([users[r] for r in rows], np.stack([vectors[r] for r in rows])))
+            users.clear()
+            vectors.clear()
+
+        for key, raw in db.items():
+            if key == offset_key:
+                continue
+            try:
+                vector = embedding_of(raw)
+                user = bytes(key).decode("utf-8")
+            except (InvalidRecord, UnicodeDecodeError):
+                continue
+            if vector is not None:
+                users.append(user)
+                vectors.append(vector)
+                if len(users) >= self.USERS_LOAD_CHUNK:
+                    cut()
+        if users:
+            cut()
+        return chunks
 
     # --- trending over all partitions --------------------------------------------------
     async def _follow_trending(self) -> None:
@@ -782,7 +857,7 @@ class Worker:
             for other, score in found:
                 if other != user_id and score > merged.get(other, -np.inf):
                     merged[other] = score  # a user two workers hold during a rebalance counts once
-        best = sorted(merged.items(), key=lambda kv: -kv[1])[:k]
+        best = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:k]  # equal scores by id: any layout alike
         missing = [url for url, a in zip(peers, answers) if a is None]
         return SimilarUsers(best, workers=1 + len(peers) - len(missing), missing=missing)
 

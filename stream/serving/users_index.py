@@ -60,6 +60,16 @@ class UserVectors:
         if partitions is not None:
             self._partition[np.asarray(uids, dtype=np.int64)] = np.asarray(partitions, dtype=np.int32)
 
+    def upsert_missing(self, user_ids: list[str], vectors: np.ndarray, partition: int) -> int:
+        """:meth:`upsert` the users of ``user_ids`` this index does not hold (read back from a table:
+        a user held already got a fresher vector from an event meanwhile); returns how many."""
+        if self._dim is not None and vectors.shape[1] != self._dim:
+            return 0  # another version's vectors: not comparable with the index's
+        rows = [r for r, u in enumerate(user_ids) if u not in self._ids]
+        if rows:
+            self.upsert([user_ids[r] for r in rows], vectors[rows], [partition] * len(rows))
+        return len(rows)
+
     def keep_partitions(self, partitions: set[int]) -> int:
         """Forget the users of every other partition (the worker gave them up: their owner answers
         for them now); returns how many were forgotten."""

@@ -74,6 +74,16 @@ def test_similar_users_and_trending_over_two_workers_equal_one_worker_holding_ev
             home = next(url for url, parts in owned.items() if partition(user) in parts)
             crossed += any(partition(u["user_id"]) not in owned[home] for u in want["users"])
         assert crossed, "some neighbours live on the other worker: the answer is not one worker's alone"
+
+        # A restarted worker reads its users' vectors back from the table: no event needed.
+        second.stop()
+        second.start()
+        wait_for(lambda: [len(w.get("/healthz")[1]["partitions"]) for w in pair] == [2, 2], timeout=90,
+                 what="the partitions shared again")
+        for user in data.user_ids[:12]:
+            want = single.get(f"/users/{user}/similar?k=6")[1]
+            wait_for(lambda u=user, want=want: close(first.get(f"/users/{u}/similar?k=6")[1]["users"], want["users"],
+                                                     "user_id"), timeout=30, what=f"{user}'s neighbours after the restart")
     finally:
         if second is not None:
             second.stop()

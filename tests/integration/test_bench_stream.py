@@ -91,3 +91,16 @@ def test_idle_cost_quick(kafka_bootstrap, tmp_path):
     result = json.loads(out.read_text())
     assert [r["fetch_max_wait_ms"] for r in result["runs"]] == [50]
     assert result["runs"][0]["idle_cpu_percent"] > 0 and result["runs"][0]["worker_rss_bytes"] > 50 * 2 ** 20
+
+
+def test_similar_users_quick(kafka_bootstrap, tmp_path):
+    from bench.similar_users import main
+
+    out = tmp_path / "similar_users.json"
+    assert main(["--bootstrap", kafka_bootstrap, "--quick", "--partitions", "4", "--items", "300",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["one_worker"]["workers"] == 1 and result["two_workers"]["workers"] == 2
+    assert result["two_workers"]["answered_200"] > 0 and result["two_workers"]["partial"] == 0
+    # The scatter-gather answers what one worker holding everyone answers.
+    assert result["same_answers"] + result["differing_only_in_tied_order"] == result["requests"]

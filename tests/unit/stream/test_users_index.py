@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from stream.serving.users_index import UserVectors
 
@@ -48,3 +49,26 @@ def test_forgetting_partitions_holds_for_thousands_of_users():
     assert users.keep_partitions({0, 2}) == 1499 and len(users) == 1501
     found = {u for u, _ in users.similar("x", vectors[3], 3000)}
     assert found == {n for i, n in enumerate(names) if i % 2 == 0} | {"u1"}
+
+
+def test_users_read_back_from_a_table_never_replace_fresher_vectors():
+    users = UserVectors()
+    users.upsert(["ann"], np.stack([unit(1, 0, 0)]), [0])
+    added = users.upsert_missing(["ann", "bob"], np.stack([unit(0, 1, 0), unit(0, 0.9, 0.1)]), 0)
+    assert added == 1
+    assert [u for u, _ in users.nearest(unit(1, 0, 0), 1)] == ["ann"]  # ann kept her own, fresher vector
+    assert [u for u, _ in users.nearest(unit(0, 1, 0), 1, exclude=["ann"])] == ["bob"]
+    assert users.upsert_missing(["cy"], np.ones((1, 5), dtype=np.float32), 0) == 0  # another dimension
+
+
+def test_a_stored_states_embedding_is_read_without_building_the_state():
+    from stream.core.state import UserState, embedding_of
+    from stream.errors import InvalidRecord
+
+    state = UserState()
+    assert embedding_of(state.to_bytes()) is None
+    state.embedding = unit(0.6, 0.8, 0)
+    assert np.array_equal(embedding_of(state.to_bytes()), state.embedding)
+    for raw in (b"{", b'{"embedding": 5}', b'{"embedding": "***"}'):
+        with pytest.raises(InvalidRecord):
+            embedding_of(raw)
