@@ -201,24 +201,27 @@ def apply_event(
     return True
 
 
-def embedding_of(raw: bytes | bytearray | memoryview | str) -> np.ndarray | None:
-    """The embedding of a stored state (``None``: none yet), without building the state: what
-    refilling a similar-users index from a table needs. Raises
+def embedding_of(raw: bytes | bytearray | memoryview | str) -> tuple[np.ndarray | None, str | None]:
+    """The embedding of a stored state (``None``: none yet) and the model version that computed it,
+    without building the state: what refilling a similar-users index from a table needs. Raises
     :class:`~stream.errors.InvalidRecord` (``bad_state``) for bytes that are not a state."""
     try:
         data = loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise InvalidRecord("bad_state", f"stored user state is not JSON: {str(e)[:100]}") from e
-    emb = data.get("embedding") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise InvalidRecord("bad_state", "a stored user state is a JSON object")
+    emb, version = data.get("embedding"), data.get("model_version")
+    version = version if isinstance(version, str) else None
     if emb is None:
-        return None
+        return None, version
     if type(emb) is not str:
         raise InvalidRecord("bad_state", "embedding must be base64 text")
     try:
         vector = np.frombuffer(base64.b64decode(emb, validate=True), dtype=np.float32)
     except (ValueError, TypeError) as e:
         raise InvalidRecord("bad_state", f"embedding is not base64 float32: {str(e)[:100]}") from e
-    return vector if vector.size and np.isfinite(vector).all() else None
+    return (vector if vector.size and np.isfinite(vector).all() else None), version
 
 
 def recency_weighted_mean(vectors: np.ndarray, weights: np.ndarray, half_life: float = 10.0) -> np.ndarray | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.feedback import EventType
+from stream.core.announcements import VERSION_PATTERN
 from stream.runtime.web import MAX_EXCLUDE, MAX_INGEST_BYTES, MAX_INGEST_EVENTS, MAX_NEAREST_BYTES, MAX_VECTOR_DIM
 
 
@@ -90,7 +91,10 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                                    "items": {"type": "number"}},
                         "k": {"type": "integer", "minimum": 1, "maximum": max_k, "default": 10},
                         "exclude": {"type": "array", "maxItems": MAX_EXCLUDE,
-                                    "items": {"type": "string", "minLength": 1, "maxLength": 128}}}}}},
+                                    "items": {"type": "string", "minLength": 1, "maxLength": 128}},
+                        "model_version": {"type": "string", "pattern": VERSION_PATTERN,
+                                          "description": "search the users whose vector this version computed "
+                                                         "(default: the served version)"}}}}},
                     "description": f"a body of at most {MAX_NEAREST_BYTES} bytes"},
                 "responses": {"200": _json("nearest users of this worker, best first", "NearestUsers"),
                               "413": _error("the body is too large"), **common}}},
@@ -152,7 +156,8 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                     "model_version": {"type": "string"}, "index_version": {"type": ["string", "null"]}}},
                 "TrendingItems": {"type": "object", "required": ["items", "half_life_s"], "properties": {
                     "items": {"type": "array", "items": scored_item}, "half_life_s": {"type": "number"}}},
-                "NearestUsers": {"type": "object", "required": ["users"], "properties": {
+                "NearestUsers": {"type": "object", "required": ["users", "model_version"], "properties": {
+                    "model_version": {"type": "string"},
                     "users": {"type": "array", "items": {"type": "object", "required": ["user_id", "score"],
                                                          "properties": {"user_id": {"type": "string"},
                                                                         "score": {"type": "number"}}}}}},

@@ -32,7 +32,7 @@ import asyncio
 import json
 import logging
 from functools import partial
-from typing import Any
+from typing import Any, Iterator
 
 import faust
 import rocksdict
@@ -116,6 +116,13 @@ class PartitionedTable:
         outbox.add(self.changelog, partition, key, raw)
         if new and partition in self._key_counts:
             self._key_counts[partition] += 1
+
+    def scan(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every ``(key, stored bytes)`` of ``partition``'s database (not Faust's offset record)."""
+        offset_key = self.table.data.offset_key
+        for key, raw in self._db(partition).items():
+            if key != offset_key:
+                yield key, raw
 
     def key_count(self, partitions: list[int]) -> int:
         """How many keys the databases of ``partitions`` hold.

@@ -166,9 +166,10 @@ MAX_NEAREST_BYTES = 64 * 1024  # POST /users/nearest: a vector of up to MAX_VECT
 MAX_VECTOR_DIM = 2048
 
 
-def parse_nearest(body: bytes, max_k: int) -> tuple[Any, int, list[str]]:
-    """``POST /users/nearest``' body ``{"vector": [...], "k": K, "exclude": [ids]}``: (the vector as
-    float32, k, the ids left out); raises :class:`BadRequest`."""
+def parse_nearest(body: bytes, max_k: int) -> tuple[Any, int, list[str], str | None]:
+    """``POST /users/nearest``' body ``{"vector": [...], "k": K, "exclude": [ids], "model_version": V}``:
+    (the vector as float32, k, the ids left out, the version whose users are searched, ``None``: the
+    served one); raises :class:`BadRequest`."""
     import numpy as np
     import orjson
 
@@ -188,7 +189,15 @@ def parse_nearest(body: bytes, max_k: int) -> tuple[Any, int, list[str]]:
     exclude = data.get("exclude", [])
     if not isinstance(exclude, list) or len(exclude) > MAX_EXCLUDE:
         raise BadRequest(f"exclude must be a list of at most {MAX_EXCLUDE} user ids")
-    return np.asarray(vector, dtype=np.float32), k, [parse_id("exclude", u) for u in exclude]
+    version = data.get("model_version")
+    if version is not None:
+        from stream.core.announcements import check_version
+
+        try:
+            check_version(version)
+        except InvalidRecord as e:
+            raise BadRequest(f"model_version: {e.detail}") from e
+    return np.asarray(vector, dtype=np.float32), k, [parse_id("exclude", u) for u in exclude], version
 
 
 def parse_filters(request: Request, model: Any) -> tuple[Any, list[str]]:
@@ -336,9 +345,12 @@ def register_views(app: faust.App, worker: Worker) -> None:
                 return error(self, 413, f"the body may hold at most {MAX_NEAREST_BYTES} bytes")
             if len(body) > MAX_NEAREST_BYTES:
                 return error(self, 413, f"the body may hold at most {MAX_NEAREST_BYTES} bytes")
-            vector, k, exclude = parse_nearest(body, settings.max_k)
+            vector, k, exclude, version = parse_nearest(body, settings.max_k)
+            if version is None:
+                version = model_or_503(self).model_version
             return self.json({"users": [{"user_id": u, "score": round(s, 6)}
-                                        for u, s in worker.users.nearest(vector, k, exclude)]})
+                                        for u, s in worker.users.nearest(version, vector, k, exclude)],
+                              "model_version": version})
 
     @app.page("/events")
     class Events(View):

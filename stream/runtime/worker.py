@@ -49,7 +49,7 @@ from stream.runtime.outbox import Outbox
 from stream.runtime.state_store import PartitionedTable
 from stream.serving.model import ModelHolder, ServingModel, bootstrap_model
 from stream.serving.processor import BatchProcessor, BatchResult, UserUpdate
-from stream.serving.users_index import UserVectors
+from stream.serving.users_index import UsersByVersion
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class Worker:
                                         rewrite_redelivered=settings.processing_guarantee != "exactly_once")
         self.pacer = SlicePacer(settings.batch_slice_ms / 1000.0, maximum=settings.batch_max_events)
         self.catalog_ready = asyncio.Event()
-        self.users = UserVectors(settings.index_config())  # STREAMREC_INDEX_*; refuses a bad one at start-up
+        self.users = UsersByVersion(settings.index_config())  # STREAMREC_INDEX_*; refuses a bad one at start-up
         # Every live item record, by item id, as its canonical JSON bytes: a version loads with the
         # whole catalogue, and at 10^6 items dicts took ~1.2 KB each against ~0.3 KB of bytes.
         self.catalog: dict[str, bytes] = {}
@@ -378,9 +378,9 @@ class Worker:
                 continue
             loaded, started = 0, time.perf_counter()
             try:
-                for users, vectors in await asyncio.to_thread(self._read_vectors, partition):
+                for version, users, vectors in await asyncio.to_thread(self._read_vectors, partition):
                     if partition in self.assigned_partitions():
-                        loaded += self.users.upsert_missing(users, vectors, partition)
+                        loaded += self.users.upsert_missing(version, users, vectors, partition)
             except Exception as e:  # the partition's database closed under the read (a rebalance)
                 log.info("similar-users index not refilled partition=%d error=%r", partition, e)
                 self._owned_partitions.discard(partition)  # new again at the next assignment that has it
@@ -388,37 +388,32 @@ class Worker:
             log.info("similar-users index refilled from the table partition=%d users=%d seconds=%.2f", partition,
                      loaded, time.perf_counter() - started)
 
-    def _read_vectors(self, partition: int) -> list[tuple[list[str], np.ndarray]]:
-        """Every (user id, vector) of ``partition``'s database, in chunks of one dimension each; states
-        that do not decode are skipped (the batch that next touches the user dead-letters them)."""
-        db, offset_key = self.states._db(partition), self.user_state.data.offset_key
-        chunks: list[tuple[list[str], np.ndarray]] = []
-        users: list[str] = []
-        vectors: list[np.ndarray] = []
+    def _read_vectors(self, partition: int) -> list[tuple[str, list[str], np.ndarray]]:
+        """Every (model version, user ids, their vectors) of ``partition``'s database, a chunk per
+        version and dimension; states that do not decode are skipped (the batch that next touches
+        the user dead-letters them)."""
+        chunks: list[tuple[str, list[str], np.ndarray]] = []
+        found: list[tuple[str, str, np.ndarray]] = []
 
         def cut() -> None:
-            by_dim: dict[int, list[int]] = {}
-            for row, vector in enumerate(vectors):
-                by_dim.setdefault(vector.shape[0], []).append(row)
-            for rows in by_dim.values():
-                chunks.append(([users[r] for r in rows], np.stack([vectors[r] for r in rows])))
-            users.clear()
-            vectors.clear()
+            groups: dict[tuple[str, int], list[int]] = {}
+            for row, (version, _, vector) in enumerate(found):
+                groups.setdefault((version, vector.shape[0]), []).append(row)
+            for (version, _), rows in groups.items():
+                chunks.append((version, [found[r][1] for r in rows], np.stack([found[r][2] for r in rows])))
+            found.clear()
 
-        for key, raw in db.items():
-            if key == offset_key:
-                continue
+        for key, raw in self.states.scan(partition):
             try:
-                vector = embedding_of(raw)
+                vector, version = embedding_of(raw)
                 user = bytes(key).decode("utf-8")
             except (InvalidRecord, UnicodeDecodeError):
                 continue
-            if vector is not None:
-                users.append(user)
-                vectors.append(vector)
-                if len(users) >= self.USERS_LOAD_CHUNK:
+            if vector is not None and version is not None:
+                found.append((version, user, vector))
+                if len(found) >= self.USERS_LOAD_CHUNK:
                     cut()
-        if users:
+        if found:
             cut()
         return chunks
 
@@ -773,9 +768,14 @@ class Worker:
                     continue
                 outbox.add(recommendations_topic, update.record.partition, key, value)
                 published.append(update)
-        with_vectors = [(u, result.updates[u]) for u in users if result.updates[u].state.embedding is not None]
-        if with_vectors:
-            self.users.upsert([u for u, _ in with_vectors], np.stack([up.state.embedding for _, up in with_vectors]),
+        by_version: dict[str, list[tuple[str, UserUpdate]]] = {}
+        for u in users:
+            state = result.updates[u].state
+            if state.embedding is not None and state.model_version is not None:
+                by_version.setdefault(state.model_version, []).append((u, result.updates[u]))
+        for version, with_vectors in by_version.items():  # an experiment's arms: one index each
+            self.users.upsert(version, [u for u, _ in with_vectors],
+                              np.stack([up.state.embedding for _, up in with_vectors]),
                               [up.record.partition for _, up in with_vectors])
         return published
 
@@ -834,8 +834,8 @@ class Worker:
     PEER_TIMEOUT_S = 2.0  # how long GET /users/{id}/similar waits for each other worker
 
     async def similar_users(self, user_id: str, k: int, authorization: str | None = None) -> SimilarUsers | None:
-        """The ``k`` users nearest to ``user_id``'s current embedding over every worker; ``None``
-        when the user has none yet.
+        """The ``k`` users nearest to ``user_id``'s current embedding over every worker, among users
+        whose vector the same model version computed; ``None`` when the user has none yet.
 
         Scatter-gather: this worker (the user's owner) searches its own users and asks every
         other worker of the group for the users nearest to the same vector (``POST
@@ -850,10 +850,12 @@ class Worker:
         if state.embedding is None:
             return None
         vector = np.asarray(state.embedding, dtype=np.float32)
+        version = state.model_version or ""
         peers = self.peer_urls()
-        answers = await asyncio.gather(*(self._ask_peer(url, vector, k, user_id, authorization) for url in peers))
+        answers = await asyncio.gather(*(self._ask_peer(url, version, vector, k, user_id, authorization)
+                                         for url in peers))
         merged: dict[str, float] = {}
-        for found in [self.users.nearest(vector, k, (user_id,)), *(a for a in answers if a is not None)]:
+        for found in [self.users.nearest(version, vector, k, (user_id,)), *(a for a in answers if a is not None)]:
             for other, score in found:
                 if other != user_id and score > merged.get(other, -np.inf):
                     merged[other] = score  # a user two workers hold during a rebalance counts once
@@ -867,7 +869,7 @@ class Worker:
         hosts = {str(h).rstrip("/") for h in self.app.router.tables_metadata()}
         return sorted(hosts - {own})
 
-    async def _ask_peer(self, url: str, vector: np.ndarray, k: int, user_id: str,
+    async def _ask_peer(self, url: str, version: str, vector: np.ndarray, k: int, user_id: str,
                         authorization: str | None) -> list[tuple[str, float]] | None:
         """Another worker's users nearest to ``vector``; ``None`` (logged) when it does not answer well."""
         import aiohttp
@@ -875,7 +877,7 @@ class Worker:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.PEER_TIMEOUT_S))
         headers = {"Authorization": authorization} if authorization else {}
-        body = {"vector": vector.tolist(), "k": k, "exclude": [user_id]}
+        body = {"vector": vector.tolist(), "k": k, "exclude": [user_id], "model_version": version}
         try:
             async with self._http.post(f"{url}/users/nearest", json=body, headers=headers) as response:
                 if response.status != 200:

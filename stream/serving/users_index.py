@@ -35,6 +35,9 @@ class UserVectors:
         self._flush()
         return len(self._index) if self._index is not None else 0
 
+    def __contains__(self, user_id: str) -> bool:
+        return user_id in self._ids
+
     def upsert(self, user_ids: list[str], vectors: np.ndarray, partitions: list[int] | None = None) -> None:
         """Add or replace the vectors of ``user_ids`` (float32 (n, d)), each user of the events-topic
         partition at the same place of ``partitions`` (see :meth:`keep_partitions`); a new
@@ -75,9 +78,17 @@ class UserVectors:
         for them now); returns how many were forgotten."""
         seen = self._partition[:len(self._names)]
         gone = np.flatnonzero((seen >= 0) & ~np.isin(seen, np.fromiter(partitions, dtype=np.int32)))
+        return self._forget(gone)
+
+    def remove(self, user_ids: list[str]) -> int:
+        """Forget ``user_ids`` (their vector now lives in another version's index); returns how many were held."""
+        gone = np.fromiter((self._ids[u] for u in user_ids if u in self._ids), dtype=np.int64)
+        return self._forget(gone)
+
+    def _forget(self, gone: np.ndarray) -> int:
         if not gone.size:
             return 0
-        seen[gone] = -2
+        self._partition[gone] = -2
         for uid in gone.tolist():
             self._pending.pop(uid, None)
             del self._ids[self._names[uid]]
@@ -111,3 +122,53 @@ class UserVectors:
         scores, ids = self._index.search(vector[None, :].astype(np.float32), k, exclude=[left_out])
         return [(names[int(i)], float(s)) for s, i in zip(scores[0], ids[0])
                 if i >= 0 and known.get(names[int(i)]) == int(i)]
+
+
+class UsersByVersion:
+    """One :class:`UserVectors` per model version: a user's vector lives in the index of the version
+    that computed it, and neighbours are searched among users of the same version only. Vectors of
+    two versions (an experiment's arms, or the versions before and after a swap) are in different
+    spaces, even at one dimension: comparing them would rank users by noise. A version's index
+    empties as its users are re-embedded by another, and is dropped then."""
+
+    def __init__(self, config: IndexConfig | None = None) -> None:
+        self._config = config or IndexConfig()
+        self._by_version: dict[str, UserVectors] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_version.values())
+
+    def versions(self) -> dict[str, int]:
+        """Users held per version."""
+        return {version: len(users) for version, users in self._by_version.items()}
+
+    def _of(self, version: str) -> UserVectors:
+        found = self._by_version.get(version)
+        if found is None:
+            found = self._by_version[version] = UserVectors(self._config)
+        return found
+
+    def upsert(self, version: str, user_ids: list[str], vectors: np.ndarray, partitions: list[int] | None = None) -> None:
+        """Add or replace the vectors ``version`` computed for ``user_ids``; they leave any other version's index."""
+        if not user_ids:
+            return
+        for other, users in list(self._by_version.items()):
+            if other != version and users.remove(user_ids) and not len(users):
+                del self._by_version[other]
+        self._of(version).upsert(user_ids, vectors, partitions)
+
+    def upsert_missing(self, version: str, user_ids: list[str], vectors: np.ndarray, partition: int) -> int:
+        """:meth:`UserVectors.upsert_missing` into ``version``'s index, skipping users any version holds."""
+        keep = [r for r, u in enumerate(user_ids) if not any(u in v for v in self._by_version.values())]
+        if len(keep) < len(user_ids):
+            user_ids, vectors = [user_ids[r] for r in keep], vectors[keep]
+        return self._of(version).upsert_missing(user_ids, vectors, partition) if user_ids else 0
+
+    def keep_partitions(self, partitions: set[int]) -> int:
+        return sum(users.keep_partitions(partitions) for users in self._by_version.values())
+
+    def nearest(self, version: str, vector: np.ndarray, k: int, exclude: tuple[str, ...] | list[str] = ()
+                ) -> list[tuple[str, float]]:
+        """The ``k`` users whose ``version`` vectors are nearest to ``vector`` (none for an unknown version)."""
+        users = self._by_version.get(version)
+        return users.nearest(vector, k, exclude) if users is not None else []

@@ -40,7 +40,28 @@ def data():
 def test_the_schema_files_are_fresh():
     assert schemas.stale() == [], "docs/schemas is stale: run python -m stream.core.schemas"
     assert sorted(json.loads(t)["x-topic"] for t in schemas.schema_documents().values()) == sorted(
-        ["events", "items", "recommendations", "dead-letter", "model-updates"])
+        ["events", "items", "recommendations", "dead-letter", "model-updates", "trending"])
+
+
+def test_experiment_records_and_trending_counts_fit_their_topics_schemas(validators):
+    import dataclasses
+
+    from stream.core.announcements import ModelAnnouncement
+    from stream.core.experiments import Arm, experiment_record, new_experiment
+    from stream.core.trending import encode_snapshot
+
+    updates = validators["model-updates"]
+    experiment = new_experiment("ab", [Arm("control", "v1", 0.5), Arm("treatment", "v2", 0.5)], 7)
+    for record in (experiment, dataclasses.replace(experiment, stopped_ms=9, promoted="treatment")):
+        assert updates.is_valid(json.loads(experiment_record(record)[1]))
+    assert updates.is_valid(json.loads(ModelAnnouncement("v3", 1).encode()))
+    assert not updates.is_valid({"experiment": {"name": "ab", "arms": [], "started_ms": 1}})
+    assert not updates.is_valid({"experiment": {"name": "../x", "arms": [{"name": "a", "version": "v", "share": 1},
+                                                                         {"name": "b", "version": "v", "share": 1}],
+                                                "started_ms": 1}})
+    trending = validators["trending"]
+    assert trending.is_valid(json.loads(encode_snapshot(3, 1000, {"i1": 2.5}, 3600.0)))
+    assert not trending.is_valid({"partition": 3, "ref_ms": 1, "scores": {"i1": -1}})
 
 
 def test_stale_files_are_reported(tmp_path):

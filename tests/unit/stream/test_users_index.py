@@ -66,9 +66,27 @@ def test_a_stored_states_embedding_is_read_without_building_the_state():
     from stream.errors import InvalidRecord
 
     state = UserState()
-    assert embedding_of(state.to_bytes()) is None
-    state.embedding = unit(0.6, 0.8, 0)
-    assert np.array_equal(embedding_of(state.to_bytes()), state.embedding)
-    for raw in (b"{", b'{"embedding": 5}', b'{"embedding": "***"}'):
+    assert embedding_of(state.to_bytes()) == (None, None)
+    state.embedding, state.model_version = unit(0.6, 0.8, 0), "v7"
+    vector, version = embedding_of(state.to_bytes())
+    assert np.array_equal(vector, state.embedding) and version == "v7"
+    for raw in (b"{", b'{"embedding": 5}', b'{"embedding": "***"}', b"[1]"):
         with pytest.raises(InvalidRecord):
             embedding_of(raw)
+
+
+def test_neighbours_are_searched_among_users_of_the_same_version_only():
+    from stream.serving.users_index import UsersByVersion
+
+    users = UsersByVersion()
+    users.upsert("v1", ["ann", "bob"], np.stack([unit(1, 0, 0), unit(0.9, 0.1, 0)]), [0, 0])
+    users.upsert("v2", ["cy"], np.stack([unit(1, 0, 0)]), [1])
+    assert [u for u, _ in users.nearest("v1", unit(1, 0, 0), 5, exclude=["ann"])] == ["bob"]  # not cy: v2's space
+    users.upsert("v2", ["bob"], np.stack([unit(0, 1, 0)]), [0])  # bob re-embedded by v2 leaves v1's index
+    assert users.versions() == {"v1": 1, "v2": 2}
+    assert users.nearest("v1", unit(1, 0, 0), 5, exclude=["ann"]) == []
+    users.upsert("v2", ["ann"], np.stack([unit(1, 0, 0)]), [0])
+    assert users.versions() == {"v2": 3}  # v1's emptied index is dropped
+    assert users.upsert_missing("v1", ["ann", "dan"], np.stack([unit(1, 0, 0), unit(0, 0, 1)]), 0) == 1
+    assert users.versions() == {"v2": 3, "v1": 1} and users.nearest("zz", unit(1, 0, 0), 3) == []
+    assert users.keep_partitions({1}) == 4 - 1 and users.versions() == {"v2": 1, "v1": 0}
