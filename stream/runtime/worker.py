@@ -37,7 +37,7 @@ from stream.core.records import Record
 from stream.core.state import UserState, embedding_of, loads, max_state_bytes
 from stream.core.topics import (DEAD_LETTER, EVENTS, EXPERIMENT_COUNTS_TABLE, ITEMS, MODEL_UPDATES,
                                RECOMMENDATIONS, TRENDING, USER_STATE_TABLE)
-from stream.core.trending import SharedTrending, encode_snapshot, parse_snapshot
+from stream.core.trending import SharedTrending, encode_snapshot, head, parse_snapshot
 from stream.errors import ConfigError, InvalidRecord
 from stream.kafka.feeds import follow_topic
 from stream.kafka.reader import read_range
@@ -124,7 +124,9 @@ class Worker:
         # committed transactions (local state of an unclean stop is dropped, stream.runtime.local_state).
         self.processor = BatchProcessor(self.holder, self.trending, settings.top_k, settings.max_history,
                                         rewrite_redelivered=settings.processing_guarantee != "exactly_once")
-        self.pacer = SlicePacer(settings.batch_slice_ms / 1000.0, maximum=settings.batch_max_events)
+        most = settings.batch_max_events  # may be below the pacers' usual minimums (it is >= 1)
+        self.pacer = SlicePacer(settings.batch_slice_ms / 1000.0, minimum=min(16, most), maximum=most)
+        self.apply_pacer = SlicePacer(settings.batch_slice_ms / 1000.0, minimum=min(64, most), maximum=most)
         self.catalog_ready = asyncio.Event()
         self.users = UsersByVersion(settings.index_config())  # STREAMREC_INDEX_*; refuses a bad one at start-up
         # Every live item record, by item id, as its canonical JSON bytes: a version loads with the
@@ -435,9 +437,10 @@ class Worker:
 
     async def _publish_trending(self) -> None:
         """Publish the counts of every owned partition counted since the last time (one record each)."""
-        snapshots = self.trending.snapshots()
-        if not snapshots:
+        counts = self.trending.changed_counts()
+        if not counts:
             return
+        snapshots = await asyncio.to_thread(lambda: [(p, ref, head(scores)) for p, ref, scores in counts])
         outbox = Outbox(self._plain_producer, self.settings.topic_max_message_bytes - 512)
         for partition, ref_ms, scores in snapshots:
             outbox.add(self.settings.topic(TRENDING), 0, str(partition).encode(),
@@ -653,11 +656,12 @@ class Worker:
         """Process one fetched batch; returns the records processed (skipped ones refetched
         included) and the producer futures of everything it published.
 
-        Every event of the batch is applied first; then the touched users get their
-        recommendations in slices of about ``batch_slice_ms`` each (:class:`SlicePacer`, sized
-        by the measured cost per user), with the event loop let run between slices, so HTTP
-        requests and the consumer's fetches wait for one slice, not for the batch. Each
-        slice's states and recommendations are sent as soon as it is done.
+        Every event of the batch is applied first, in slices of records; then the touched users get
+        their recommendations in slices of users; each slice takes about ``batch_slice_ms``
+        (:class:`SlicePacer`, sized by the measured cost per record or user), with the event loop
+        let run between slices, so HTTP requests and the consumer's fetches wait for one slice,
+        not for the batch. Each recommendation slice's states and recommendations are sent as
+        soon as it is done.
         """
         await self.catalog_ready.wait()
         records, refetched = await self.holes.fill(records)
@@ -680,7 +684,15 @@ class Worker:
                 return UserState()
 
         now_ms = int(time.time() * 1000)
-        result = self.processor.apply(records, load_state, now_ms=now_ms)
+        result, start = None, 0
+        while start < len(records) or result is None:  # applied in slices too, the loop let run between
+            part = records[start:start + self.apply_pacer.size()]
+            began = time.perf_counter()
+            result = self.processor.apply(part, load_state, now_ms=now_ms, into=result)
+            self.apply_pacer.observe(len(part), time.perf_counter() - began)
+            start += len(part)
+            if start < len(records):
+                await asyncio.sleep(0)
         for record, reason, detail in result.dead_letters:
             metrics.EVENTS_REJECTED.labels(reason).inc()
             log.debug("dead letter reason=%s partition=%d offset=%d", reason, record.partition, record.offset)

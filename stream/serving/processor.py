@@ -109,16 +109,21 @@ class BatchProcessor:
         return result
 
     def apply(self, records: list[Record], load_state: Callable[[str, Record], UserState],
-              now_ms: int | None = None) -> BatchResult:
+              now_ms: int | None = None, into: BatchResult | None = None) -> BatchResult:
         """Validate and apply one batch's records in order, without recommending yet.
         ``load_state(user_id, record)`` returns the stored state (``record`` is the user's first
-        record of the batch: it names the partition)."""
+        record of the batch: it names the partition). ``into``: the result of the batch's records
+        before these (a batch applied in slices), continued with the same model snapshot."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        result = BatchResult()
-        serving = result.serving = self.holder.serving  # one snapshot for the whole batch
-        model = result.model = serving.default
-        experiment = result.experiment = (serving.experiment if serving.experiment is not None
-                                          and serving.experiment.running else None)
+        if into is None:
+            result = BatchResult()
+            serving = result.serving = self.holder.serving  # one snapshot for the whole batch
+            result.model = serving.default
+            result.experiment = (serving.experiment if serving.experiment is not None
+                                 and serving.experiment.running else None)
+        else:
+            result = into
+        model, experiment = result.model, result.experiment
         catalogue = model.positions if model is not None else None
         updates = result.updates
         for record in records:

@@ -186,9 +186,9 @@ def test_processor_equals_the_per_user_reference_on_random_batches(data):
             store[user] = update.state.to_bytes()
 
 
-def test_recommending_a_batch_in_slices_of_users_equals_recommending_it_at_once(data):
-    """The worker applies a batch, then recommends its users a slice at a time (yielding between):
-    the recommendations, vectors and states are those of one call."""
+def test_a_batch_in_slices_of_records_then_of_users_equals_the_batch_at_once(data):
+    """The worker applies a batch a slice of records at a time, then recommends its users a slice
+    at a time (yielding between): the recommendations, vectors and states are those of one call."""
     model = bootstrap_model(data.items, dim=32)
     rng = np.random.default_rng(5)
     events = list(data.events)
@@ -198,9 +198,15 @@ def test_recommending_a_batch_in_slices_of_users_equals_recommending_it_at_once(
         batch.append(Record("events", 0, offset, e["user_id"].encode(), json.dumps(e).encode(), NOW))
     whole = BatchProcessor(ModelHolder(model), TrendingCounter(), top_k=6).process(
         batch, lambda u, r: UserState(), now_ms=NOW)
-    sliced_processor = BatchProcessor(ModelHolder(model), TrendingCounter(), top_k=6)
-    sliced = sliced_processor.apply(batch, lambda u, r: UserState(), now_ms=NOW)
+    holder = ModelHolder(model)
+    sliced_processor = BatchProcessor(holder, TrendingCounter(), top_k=6)
+    # Applied 7 records at a time, and a new version served meanwhile: the batch keeps its snapshot.
+    sliced = None
+    for start in range(0, len(batch), 7):
+        sliced = sliced_processor.apply(batch[start:start + 7], lambda u, r: UserState(), now_ms=NOW, into=sliced)
+        holder.swap(bootstrap_model(data.items, dim=16))
     assert sliced.model is model and all(u.recommendation is None for u in sliced.updates.values())
+    assert sliced.applied == whole.applied and sliced.online_trials == whole.online_trials
     users = list(sliced.updates)
     assert len(users) > 14  # several slices
     for start in range(0, len(users), 4):
