@@ -81,6 +81,18 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                 "parameters": [_path_id("user_id", "the user"), k],
                 "responses": {"200": _json("nearest users, best first", "SimilarUsers"),
                               "404": _error("unknown user, or no embedding yet"), **common}}},
+            "/users/{user_id}": {"get": {
+                "summary": "The user's recent history (newest first), event counts by type and the model version "
+                           "of their vector (routed to the worker owning the user)",
+                "operationId": "getUser",
+                "parameters": [_path_id("user_id", "the user")],
+                "responses": {"200": _json("the user's state", "User"), "404": _error("unknown user"), **common}}},
+            "/items/{item_id}": {"get": {
+                "summary": "The item's catalogue record, as last published on the items topic",
+                "operationId": "getItem",
+                "parameters": [_path_id("item_id", "the item")],
+                "responses": {"200": _json("the catalogue record", "Item"), "404": _error("unknown item"),
+                              **common}}},
             "/users/nearest": {"post": {
                 "summary": "This worker's users nearest to a vector (what GET /users/{user_id}/similar merges "
                            "over the workers)",
@@ -156,6 +168,22 @@ def openapi_document(version: str, top_k: int, max_k: int) -> dict[str, Any]:
                     "model_version": {"type": "string"}, "index_version": {"type": ["string", "null"]}}},
                 "TrendingItems": {"type": "object", "required": ["items", "half_life_s"], "properties": {
                     "items": {"type": "array", "items": scored_item}, "half_life_s": {"type": "number"}}},
+                "User": {"type": "object", "required": ["user_id", "history", "counts", "model_version"],
+                         "properties": {
+                    "user_id": {"type": "string"},
+                    "history": {"type": "array", "items": {
+                        "type": "object", "required": ["item_id", "event_type", "timestamp_ms", "weight"],
+                        "properties": {"item_id": {"type": "string"},
+                                       "event_type": {"enum": [t.value for t in EventType]},
+                                       "timestamp_ms": {"type": "integer"}, "weight": {"type": "number"}}}},
+                    "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "model_version": {"type": ["string", "null"]},
+                    "last_recommended": {"type": "array", "items": {"type": "string"}},
+                    "has_embedding": {"type": "boolean"}}},
+                "Item": {"type": "object", "required": ["item_id", "item", "in_index"], "properties": {
+                    "item_id": {"type": "string"},
+                    "item": {"type": "object", "description": "the items topic's record (docs/schemas/)"},
+                    "in_index": {"type": "boolean", "description": "whether the served index holds it"}}},
                 "NearestUsers": {"type": "object", "required": ["users", "model_version"], "properties": {
                     "model_version": {"type": "string"},
                     "users": {"type": "array", "items": {"type": "object", "required": ["user_id", "score"],

@@ -4,6 +4,8 @@
 ``GET /items/{item_id}/similar?k=&category=&exclude=``    nearest items (e-commerce "similar items")
 ``GET /items/trending?k=&category=&exclude=``  the items trending over all workers' events (cold start)
 ``GET /users/{user_id}/similar?k=``    users with the nearest embeddings over every worker (social: friend suggestions)
+``GET /users/{user_id}``               the user's recent history, counts and model version (routed like the first)
+``GET /items/{item_id}``               the item's catalogue record
 ``POST /users/nearest``                this worker's users nearest to a vector (what the one above merges)
 ``GET /experiments``                   experiments and their per-arm results over all workers
 ``POST /events``                       events in (one JSON object or an array): 202 with what was accepted
@@ -313,6 +315,39 @@ def register_views(app: faust.App, worker: Worker) -> None:
             return self.json({"items": [{"item_id": i, "score": round(s, 6), "title": model.titles.get(i)}
                                         for i, s in found],
                               "half_life_s": worker.trending.half_life_s})
+
+    @app.page("/items/{item_id}")  # after /items/trending: aiohttp matches in the order routes were added
+    class Item(View):
+        async def get(self, request: Request, item_id: str) -> Response:
+            return await answer(self, self._get, request, item_id=item_id)
+
+        async def _get(self, request: Request, item_id: str) -> Response:
+            import orjson
+
+            item_id = parse_id("item_id", item_id)
+            raw = worker.catalog.get(item_id)
+            if raw is None:
+                return error(self, 404, f"unknown item {item_id!r}")
+            model = worker.holder.current
+            return self.json({"item_id": item_id, "item": orjson.loads(raw),
+                              "in_index": bool(model is not None and model.has_item(item_id))})
+
+    @app.page("/users/{user_id}")
+    class User(View):
+        @app.table_route(table=worker.user_state, match_info="user_id")
+        async def get(self, request: Request, user_id: str) -> Response:
+            return await answer(self, self._get, request, user_id=user_id)
+
+        async def _get(self, request: Request, user_id: str) -> Response:
+            user_id = parse_id("user_id", user_id)
+            state = worker.state_of(user_id)
+            if state is None:
+                return error(self, 404, f"unknown user {user_id!r}")
+            history = [{"item_id": h[0], "event_type": h[1], "timestamp_ms": h[2], "weight": h[3]}
+                       for h in reversed(state.history)]
+            return self.json({"user_id": user_id, "history": history, "counts": state.counts,
+                              "model_version": state.model_version, "last_recommended": state.last_recs,
+                              "has_embedding": state.embedding is not None})
 
     @app.page("/users/{user_id}/similar")
     class SimilarUsers(View):

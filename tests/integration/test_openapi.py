@@ -59,6 +59,8 @@ def test_the_document_is_valid_openapi_and_every_route_answers_as_documented(wor
         ("/items/{item_id}/similar", "get"): [(f"/items/{values['item_id']}/similar?k=2&exclude=x,y", None),
                                               ("/items/nothing/similar", None)],
         ("/users/{user_id}/similar", "get"): [("/users/u0/similar?k=2", None), ("/users/nobody/similar", None)],
+        ("/users/{user_id}", "get"): [("/users/u0", None), ("/users/nobody", None), ("/users/%20", None)],
+        ("/items/{item_id}", "get"): [(f"/items/{values['item_id']}", None), ("/items/nothing", None)],
         ("/users/nearest", "post"): [("/users/nearest", json.dumps({"vector": [0.1] * 64, "k": 2}).encode()),
                                      ("/users/nearest", json.dumps({"vector": [], "k": 2}).encode()),
                                      ("/users/nearest", b"x" * 70_000)],
@@ -89,4 +91,5 @@ def test_the_document_is_valid_openapi_and_every_route_answers_as_documented(wor
     assert ("/recommendations/{user_id}", "400") in seen and ("/items/{item_id}/similar", "404") in seen
     assert ("/experiments", "200") in seen and ("/users/nearest", "413") in seen
     assert ("/items/trending", "200") in seen and ("/items/trending", "400") in seen
+    assert ("/users/{user_id}", "200") in seen and ("/items/{item_id}", "404") in seen
     assert [e["experiment"] for e in worker.get("/experiments")[1]["experiments"]] == ["doc"]
