@@ -155,6 +155,18 @@ class Settings(BaseSettings):
         description="Seconds between a worker's publications of its partitions' trending counts to the trending "
                     "topic, which every worker adds up: how far behind the other workers' events its trend is.")
 
+    # --- Dashboard (streamrec dashboard) -------------------------------------------
+    dashboard_host: str = Field(default="127.0.0.1", description="Address the dashboard binds.")
+    dashboard_port: int = Field(default=6080, ge=1, le=65535, description="The dashboard's port.")
+    dashboard_workers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("http://127.0.0.1:6066",),
+        description="The workers' HTTP URLs the dashboard reads, comma-separated (any one answers for "
+                    "every user; each one's /metrics adds up to the overview).")
+    dashboard_trainer_url: str | None = Field(
+        default=None, description="The trainer's HTTP URL, for its runs by result (unset: trainer_host:trainer_port).")
+    dashboard_scrape_interval_s: float = Field(
+        default=2.0, ge=0.2, le=3600, description="Seconds between the dashboard's reads of every worker's /metrics.")
+
     # --- Vector index (index.IndexConfig) ----------------------------------------
     # One setting per IndexConfig field, named index_<field>. Unset (None) keeps
     # IndexConfig's own default, the one source of these defaults; importing index
@@ -254,6 +266,26 @@ class Settings(BaseSettings):
                 raise ValueError("at least one bootstrap server is required")
             return tuple(s.removeprefix("kafka://") for s in servers)
         return value
+
+    @field_validator("dashboard_workers", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            urls = tuple(str(v).strip().rstrip("/") for v in value if str(v).strip())
+            for url in urls:
+                if not re.fullmatch(r"https?://[^/\s?#]+", url):
+                    raise ValueError(f"worker URL {url!r} is not http(s)://host:port")
+            if not urls:
+                raise ValueError("at least one worker URL is required")
+            return urls
+        return value
+
+    @property
+    def trainer_url(self) -> str:
+        """The trainer's HTTP URL, as the dashboard reaches it."""
+        return (self.dashboard_trainer_url or f"http://{self.trainer_host}:{self.trainer_port}").rstrip("/")
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:

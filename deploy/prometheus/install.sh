@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # Install the tools the deployment tests use when they are missing: Debian's
-# `prometheus` (with `promtool`) and `docker-compose` (its `config` command
-# validates docker-compose.yml without a Docker engine). Idempotent: a tool
+# `prometheus` (with `promtool`), `docker-compose` (its `config` command
+# validates docker-compose.yml without a Docker engine) and `chromium` with
+# `chromium-driver` (the dashboard's browser tests). Idempotent: a tool
 # already on PATH is left alone. Tests skip with a reason when a tool is absent,
 # so a failure here is reported and does not stop `make test`.
 #
-#   deploy/prometheus/install.sh            # both
+#   deploy/prometheus/install.sh            # all three
 #   deploy/prometheus/install.sh prometheus # only one of them
 set -uo pipefail
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(prometheus docker-compose)
+[ ${#want[@]} -gt 0 ] || want=(prometheus docker-compose chromium)
 
 missing=()
 for pkg in "${want[@]}"; do
   case "$pkg" in
     prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus) ;;
     docker-compose) command -v docker-compose >/dev/null || missing+=(docker-compose) ;;
-    *) echo "install.sh: unknown tool '$pkg' (prometheus, docker-compose)" >&2; exit 2 ;;
+    chromium) command -v chromium >/dev/null && command -v chromedriver >/dev/null || missing+=(chromium chromium-driver) ;;
+    *) echo "install.sh: unknown tool '$pkg' (prometheus, docker-compose, chromium)" >&2; exit 2 ;;
   esac
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -35,6 +35,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 class LocalWorker:
     """A ``streamrec worker`` child process, its log in a file, its HTTP API at :attr:`url`."""
 
+    COMMAND = "worker"  # the streamrec command run; its /healthz answers 200 once it is ready
+
     def __init__(self, settings: Settings, log_path: Path, profile_to: Path | None = None, **env: str) -> None:
         self.settings = settings
         self.log_path = Path(log_path)
@@ -51,19 +53,20 @@ class LocalWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         profile = ["-m", "cProfile", "-o", str(self.profile_to)] if self.profile_to else []
-        self.proc = subprocess.Popen([sys.executable, *profile, "-m", "stream.cli", "worker"], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, *profile, "-m", "stream.cli", self.COMMAND],
+                                     env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.COMMAND} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 if self.get("/healthz")[0] == 200:
                     return self
             except OSError:
                 pass
             time.sleep(0.3)
-        raise TimeoutError(f"worker not healthy within {timeout}s:\n{self.log_tail()}")
+        raise TimeoutError(f"{self.COMMAND} not healthy within {timeout}s:\n{self.log_tail()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
         """Stop the worker (its whole process group) with ``sig``; SIGKILL if it does not exit in time."""
@@ -110,3 +113,13 @@ class LocalWorker:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+class LocalDashboard(LocalWorker):
+    """A ``streamrec dashboard`` child process, reading ``settings.dashboard_workers``."""
+
+    COMMAND = "dashboard"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.dashboard_host}:{self.env['STREAMREC_DASHBOARD_PORT']}"

@@ -130,16 +130,56 @@ async def replay(self: AppCommand, file: Path, rate: float | None, rebase: bool,
     option("--seed", type=int, default=7, show_default=True),
     option("--epochs", type=click.IntRange(min=1), default=8, show_default=True,
            help="Most training epochs of the demo's two-tower model."),
+    option("--keep/--no-keep", default=True, show_default=True,
+           help="Leave the worker and the dashboard running at the end (a rerun or --stop stops them)."),
+    option("--stop", is_flag=True, default=False, help="Only stop what the last demo left running."),
 )
-async def demo(self: AppCommand, users: int, items: int, events_per_user: int, seed: int, epochs: int) -> None:
+async def demo(self: AppCommand, users: int, items: int, events_per_user: int, seed: int, epochs: int,
+               keep: bool, stop: bool) -> None:
     """The main job: events through Kafka, a live worker, a trained model, fresh recommendations."""
-    from stream.demo.live import run_live_demo
+    from stream.demo.live import run_live_demo, stop_demo
 
     settings = get_settings()
+    if stop:
+        stopped = await asyncio.to_thread(stop_demo, settings)
+        _echo("stopped " + ", ".join(stopped) if stopped else "no demo process was running")
+        return
     _echo(f"streamrec demo against {', '.join(settings.kafka_bootstrap)}")
     # The demo drives its own asyncio loops (aiokafka) and blocking clients: run it in a thread.
     await asyncio.to_thread(run_live_demo, settings, _echo, n_users=users, n_items=items,
-                            events_per_user=events_per_user, seed=seed, epochs=epochs)
+                            events_per_user=events_per_user, seed=seed, epochs=epochs, keep_running=keep)
+
+
+@app.command(
+    option("--port", type=click.IntRange(1, 65535), default=None,
+           help="Port (default: STREAMREC_DASHBOARD_PORT, 6080)."),
+    option("--host", default=None, help="Address to bind (default: STREAMREC_DASHBOARD_HOST, 127.0.0.1)."),
+    option("--worker", "workers", multiple=True, metavar="URL",
+           help="A worker's HTTP URL, repeatable (default: STREAMREC_DASHBOARD_WORKERS, http://127.0.0.1:6066)."),
+    base=ClientCommand,
+)
+async def dashboard(self: AppCommand, port: int | None, host: str | None, workers: tuple[str, ...]) -> None:
+    """The web dashboard: the live system, users, items, model versions, experiments, dead letters.
+
+    A process of its own that reads every worker's HTTP API and /metrics and the topics; behind
+    the API's bearer token when STREAMREC_API_TOKEN is set (open it once with ?token=...).
+    """
+    from stream.dashboard.app import serve
+    from stream.settings import Settings
+
+    settings = get_settings()
+    overrides = {k: v for k, v in (("dashboard_port", port), ("dashboard_host", host),
+                                   ("dashboard_workers", workers or None)) if v is not None}
+    if overrides:
+        try:
+            settings = Settings(**{**settings.model_dump(), **overrides})
+        except ValueError as e:
+            raise click.UsageError(str(e).splitlines()[-1].strip()) from None
+    try:
+        await serve(settings, ready=lambda url: _echo(f"dashboard on {url}/ reading "
+                                                       f"{', '.join(settings.dashboard_workers)}"))
+    except OSError as e:  # the port is taken (the Kafka feeds retry their own errors)
+        raise click.ClickException(f"cannot listen on {settings.dashboard_host}:{settings.dashboard_port}: {e}") from None
 
 
 def parse_duration(text: str) -> float:

@@ -13,7 +13,7 @@ from stream.core.topics import EVENTS, ITEMS
 from stream.kafka.reader import read_range
 
 STREAMREC = Path(sys.executable).parent / "streamrec"
-COMMANDS = ["worker", "create-topics", "produce", "replay", "demo", "settings", "experiment"]
+COMMANDS = ["worker", "create-topics", "produce", "replay", "demo", "settings", "experiment", "dashboard"]
 
 
 def run(settings, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:

@@ -29,20 +29,25 @@ FIRST_PARTY = ("stream", "models", "index", "bench", "tests")
 PUBLIC_AIOKAFKA = ("aiokafka.errors", "aiokafka.structs", "aiokafka.admin")
 OUTSIDE_RUNTIME = ("faust", "mode", "aiokafka.")
 NOT_PRODUCT = ("bench", "tests")  # the product never imports its benchmarks or tests
-ROOMS = ("stream.core", "stream.serving", "stream.kafka", "stream.runtime", "stream.trainer", "stream.demo")
+ROOMS = ("stream.core", "stream.serving", "stream.kafka", "stream.runtime", "stream.trainer", "stream.demo",
+         "stream.dashboard")
 
 # Where a file lives (path in the repository; the longest match wins) -> module
 # prefixes it must not import. Every .py file must fall in one room.
 RULES: dict[str, tuple[str, ...]] = {
     "stream/core/": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, *(r for r in ROOMS if r != "stream.core")),
     "stream/serving/": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, "stream.kafka", "stream.runtime", "stream.trainer",
-                        "stream.demo"),
+                        "stream.demo", "stream.dashboard"),
     "stream/kafka/": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, "stream.serving", "stream.runtime", "stream.trainer",
-                      "stream.demo"),
+                      "stream.demo", "stream.dashboard"),
     "stream/runtime/": NOT_PRODUCT,
     # The worker learns of a version only from model-updates; the demo runs the worker as a child process.
-    "stream/trainer/": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, "stream.serving", "stream.runtime", "stream.demo"),
-    "stream/demo/": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, "stream.serving", "stream.runtime"),
+    "stream/trainer/": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, "stream.serving", "stream.runtime", "stream.demo",
+                        "stream.dashboard"),
+    "stream/demo/": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, "stream.serving", "stream.runtime", "stream.dashboard"),
+    # A process of its own that reads the workers over HTTP and the topics with the public clients.
+    "stream/dashboard/": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, "stream.serving", "stream.runtime", "stream.trainer",
+                          "stream.demo"),
     # The shared foundation every room imports, so it imports none of them.
     "stream/settings.py": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, *ROOMS, "stream.cli"),
     "stream/errors.py": (*OUTSIDE_RUNTIME, *NOT_PRODUCT, *ROOMS, "stream.cli", "stream.settings"),
@@ -182,7 +187,8 @@ def modules_of(package: str) -> list[str]:
 
 
 def test_importing_the_rooms_loads_only_what_they_may() -> None:
-    """The pure rooms and the shared modules load no Kafka client and no Faust; the kafka room loads no Faust.
+    """The pure rooms and the shared modules load no Kafka client and no Faust; the kafka and dashboard rooms
+    load no Faust.
 
     (The trainer and the demo are left to the source test: importing the
     trainer loads PyTorch, gensim and scikit-learn, seconds for no added check.)
@@ -191,6 +197,7 @@ def test_importing_the_rooms_loads_only_what_they_may() -> None:
         (["stream", "stream.settings", "stream.errors", *modules_of("stream.core"), *modules_of("stream.serving")],
          ["faust", "mode", "kafka", "aiokafka"]),
         (modules_of("stream.kafka"), ["faust", "mode"]),
+        (modules_of("stream.dashboard"), ["faust", "mode"]),
     ]
     code = (
         "import importlib, json, sys\n"
