@@ -18,7 +18,7 @@ TEST_KAFKA_PORT ?= 19092
 TEST_KAFKA_DATA ?= $(HOME)/.cache/streamrec/test-broker
 PYTEST_ARGS ?=
 
-.PHONY: help install deploy-tools demo test broker-start broker-stop broker-status clean
+.PHONY: help install deploy-tools demo demo-stop test broker-start broker-stop broker-status clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install streamrec with its dependencies
 
-deploy-tools:  ## Debian's prometheus/promtool and docker-compose for the deployment tests (they skip without them)
+deploy-tools:  ## Debian's prometheus/promtool, docker-compose and chromium + chromium-driver for the deployment and browser tests (they skip without them)
 	@deploy/prometheus/install.sh
 
 broker-start:  ## start the local Kafka broker (127.0.0.1:9092)
@@ -47,12 +47,15 @@ broker-stop:  ## stop the local Kafka broker
 broker-status:
 	$(KAFKA) status
 
-demo: install  ## the main job: a live worker, a trained model and fresh recommendations, on the local broker
+demo: install  ## the main job: a live worker, a trained model and fresh recommendations, on the local broker; the worker and the dashboard keep running
 	@started=0; \
 	if ! $(KAFKA) status >/dev/null 2>&1; then $(KAFKA) start; started=1; fi; \
 	rc=0; STREAMREC_KAFKA_BOOTSTRAP=127.0.0.1:$${STREAMREC_KAFKA_PORT:-9092} $(VENV)/bin/streamrec demo || rc=$$?; \
 	echo "broker still running on 127.0.0.1:$${STREAMREC_KAFKA_PORT:-9092}: 'make broker-stop' stops it"; \
 	exit $$rc
+
+demo-stop:  ## stop the worker and the dashboard that 'make demo' left running
+	$(VENV)/bin/streamrec demo --stop
 
 test: install deploy-tools  ## every test, against a broker started (and stopped) for the run
 	@export STREAMREC_KAFKA_PORT=$(TEST_KAFKA_PORT) STREAMREC_KAFKA_DATA_DIR=$(TEST_KAFKA_DATA); \

@@ -4,7 +4,10 @@
 ``demo.``, app id ``streamrec-demo``, state under ``<data dir>/demo``), loads
 the generated history through Kafka (:func:`stream.demo.load.run_demo`), starts ``streamrec worker`` as a
 subprocess, trains and publishes a two-tower version (the worker swaps it in),
-then prints a few users' recommendations before and after new events.
+then prints a few users' recommendations before and after new events. With
+``keep_running`` the worker and a ``streamrec dashboard`` over it stay up afterwards,
+recorded in pid files (:mod:`stream.demo.running`) that the next run, or
+:func:`stop_demo`, stops first.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from models.data.synthetic import generate_demo_dataset
 from models.train.config import trainer_config
 from stream.core.topics import EXPERIMENT_COUNTS_TABLE, USER_STATE_TABLE, changelog_topic, project_topics
 from stream.demo.load import run_demo
-from stream.demo.local_worker import LocalWorker
+from stream.demo.local_worker import LocalDashboard, LocalWorker
+from stream.demo.running import record, stop_recorded
 from stream.kafka.admin import delete_topics
 from stream.kafka.producer import EventProducer
 from stream.settings import Settings
@@ -36,6 +40,7 @@ class LiveDemoResult:
     new_events: dict[str, list[str]]
     metrics_url: str
     experiment: dict[str, Any] | None = None  # the short experiment's results (stream.kafka.experiments.results)
+    dashboard_url: str | None = None  # with keep_running: where the dashboard answers
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -44,6 +49,16 @@ def demo_settings(settings: Settings) -> Settings:
     return Settings(**{**settings.model_dump(), "topic_prefix": f"{settings.topic_prefix}demo.",
                        "app_id": f"{settings.app_id}-demo", "data_dir": root / "state",
                        "artifacts_dir": root / "artifacts"})
+
+
+def run_folder(settings: Settings) -> Path:
+    """Where the pid files of what a demo left running are (beside the demo's state)."""
+    return settings.data_dir / "demo-running"
+
+
+def stop_demo(settings: Settings) -> list[str]:
+    """Stop the worker and the dashboard a previous demo left running; what was stopped."""
+    return stop_recorded(run_folder(settings))
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -144,8 +159,11 @@ def _run_experiment(s: Settings, worker: LocalWorker, data: Any, control: str, e
 
 
 def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_items: int = 200,
-                  events_per_user: int = 30, seed: int = 7, epochs: int = 8) -> LiveDemoResult:
+                  events_per_user: int = 30, seed: int = 7, epochs: int = 8,
+                  keep_running: bool = False) -> LiveDemoResult:
     """Run the live demo (see the module docstring); returns what was shown."""
+    for stopped in stop_demo(settings):
+        echo(f"stopped the previous demo's {stopped}")
     s = demo_settings(settings)
     echo(f"resetting the demo namespace (topics {s.topic_prefix}*, state {s.data_dir.parent})")
     _reset(s)
@@ -159,9 +177,17 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
     log_path = s.data_dir.parent / "worker.log"
     worker = LocalWorker(s, log_path)
     url = worker.url
+    board_settings = Settings(**{**s.model_dump(), "dashboard_workers": (url,)})
+    board = LocalDashboard(board_settings, s.data_dir.parent / "dashboard.log") if keep_running else None
+    finished = False
     try:
         worker.start()
         echo(f"worker started (pid {worker.proc.pid}, log {log_path}); catching up with the history...")
+        if board is not None:
+            board.start()
+            record(run_folder(settings), "worker", worker.proc.pid)
+            record(run_folder(settings), "dashboard", board.proc.pid)
+            echo(f"dashboard started (pid {board.proc.pid}): {board.url}/")
         last_user = data.events[-1]["user_id"]
         _wait(lambda: worker.get(f"/recommendations/{last_user}")[0] == 200, 180, "the history to be applied")
 
@@ -216,6 +242,17 @@ def run_live_demo(settings: Settings, echo: Echo = print, n_users: int = 300, n_
             experiment = _run_experiment(s, worker, data, run.version, echo)
         echo(f"\nmetrics: {url}/metrics   API: {url}/recommendations/{users[0]}  "
              f"{url}/items/{data.items[0]['item_id']}/similar  {url}/users/{users[0]}/similar  {url}/experiments")
-        return LiveDemoResult(version, before, after, new_events, f"{url}/metrics", experiment)
+        if board is not None:
+            token = " (add ?token=<STREAMREC_API_TOKEN> once)" if s.api_token is not None else ""
+            echo(f"dashboard: {board.url}/  user: {board.url}/users/{users[0]}{token}")
+            echo("the worker and the dashboard keep running: 'make demo-stop' (streamrec demo --stop) stops them; "
+                 "a new 'make demo' replaces them")
+        finished = True
+        return LiveDemoResult(version, before, after, new_events, f"{url}/metrics", experiment,
+                              board.url if board is not None else None)
     finally:
-        worker.stop()
+        if not (finished and keep_running):
+            if board is not None:
+                board.stop()
+            worker.stop()
+            stop_recorded(run_folder(settings))
