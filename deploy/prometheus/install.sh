@@ -41,11 +41,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # The Debian package starts a system Prometheus on :9090 under systemd; where there is
 # no init system (containers, CI) nothing starts. The tests run their own on a free port.
-if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+# Another apt-get (an unattended upgrade, a second install) may hold dpkg's lock: wait for it.
+lock=(-o DPkg::Lock::Timeout=300)
+if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${lock[@]}" install -y --no-install-recommends "${missing[@]}" \
     >/tmp/streamrec-install-$$.log 2>&1; then
   # A stale package list is the usual cause: refresh it once and retry.
-  "${sudo[@]}" apt-get update -qq >>/tmp/streamrec-install-$$.log 2>&1 || true
-  if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+  "${sudo[@]}" apt-get "${lock[@]}" update -qq >>/tmp/streamrec-install-$$.log 2>&1 || true
+  if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${lock[@]}" install -y --no-install-recommends "${missing[@]}" \
       >>/tmp/streamrec-install-$$.log 2>&1; then
     echo "install.sh: apt-get install ${missing[*]} failed (log: /tmp/streamrec-install-$$.log);" \
          "the tests that need them will skip" >&2

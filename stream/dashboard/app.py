@@ -14,7 +14,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -49,6 +49,9 @@ def parse_id(name: str, value: str) -> str:
         raise BadId(e.detail) from e
 
 
+TITLES_CACHED = 10_000  # item titles kept between page loads
+
+
 class Dashboard:
     """The state behind the pages: the workers' last scrapes, the charts' points, the topics' views."""
 
@@ -61,6 +64,7 @@ class Dashboard:
         self.scrapes: list[Scrape] = []
         self.history: deque[figures.Point] = deque(maxlen=HISTORY_POINTS)
         self._scrape_lock = asyncio.Lock()
+        self._titles: OrderedDict[str, str | None] = OrderedDict()  # item id -> title, the latest looked up
 
     # --- scraping -------------------------------------------------------------------
     async def scrape(self) -> list[Scrape]:
@@ -128,6 +132,8 @@ class Dashboard:
             return status, state if isinstance(state, dict) else {"error": str(state)[:200], "status": status}
         (_, rec_status, recs), (_, similar_status, similar) = await asyncio.gather(
             self.workers.get(f"/recommendations/{path}"), self.workers.get(f"/users/{path}/similar?k=5"))
+        if rec_status == 200 and isinstance(recs, dict):
+            await self._add_titles(recs.get("items"))
         return 200, {"worker": url, "user": state,
                      "recommendation": recs if rec_status == 200 else None,
                      "recommendation_error": None if rec_status == 200 else _message(recs, rec_status),
@@ -140,9 +146,32 @@ class Dashboard:
         if status != 200:
             return status, record if isinstance(record, dict) else {"error": str(record)[:200], "status": status}
         _, similar_status, similar = await self.workers.get(f"/items/{path}/similar?k=10")
+        if similar_status == 200 and isinstance(similar, dict):
+            await self._add_titles(similar.get("items"))
         return 200, {"worker": url, **record, "counts": self.topics.item_counts(item_id),
                      "similar": similar if similar_status == 200 else None,
                      "similar_error": None if similar_status == 200 else _message(similar, similar_status)}
+
+    async def _add_titles(self, items: Any) -> None:
+        """Give each ``{"item_id": ...}`` of a worker's answer the catalogue's title (the answers
+        carry ids only), from a bounded cache or ``GET /items/{id}``."""
+        if not isinstance(items, list):
+            return
+        wanted = [it for it in items if isinstance(it, dict) and isinstance(it.get("item_id"), str)]
+        missing = list(dict.fromkeys(it["item_id"] for it in wanted if it["item_id"] not in self._titles))
+
+        async def title_of(item_id: str) -> None:
+            _, status, record = await self.workers.get(f"/items/{quote(item_id, safe='')}")
+            item = record.get("item") if status == 200 and isinstance(record, dict) else None
+            title = item.get("title") if isinstance(item, dict) else None
+            if status in (200, 404):  # a worker that did not answer is asked again next time
+                self._titles[item_id] = title if isinstance(title, str) else None
+
+        await asyncio.gather(*(title_of(i) for i in missing), return_exceptions=True)
+        while len(self._titles) > TITLES_CACHED:
+            self._titles.popitem(last=False)
+        for it in wanted:
+            it["title"] = self._titles.get(it["item_id"])
 
     async def models(self) -> dict[str, Any]:
         scrapes = self.scrapes or await self.scrape()

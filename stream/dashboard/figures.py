@@ -60,6 +60,16 @@ def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
     return lower
 
 
+def beyond_last_bound(q: float, buckets: list[tuple[float, float]]) -> bool:
+    """Whether ``q`` falls past the last finite bucket: :func:`quantile` then answers that bound,
+    a lower limit rather than an estimate."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0 or not math.isinf(buckets[-1][0]):
+        return False
+    finite = [count for upper, count in buckets if not math.isinf(upper)]
+    return not finite or finite[-1] < q * buckets[-1][1]
+
+
 def merged_buckets(per_worker: list[Samples], name: str) -> list[tuple[float, float]]:
     """A histogram's buckets summed over workers (each bound's cumulative counts added)."""
     sums: dict[float, float] = {}
@@ -80,12 +90,14 @@ class Overview:
     freshness_p50_s: float | None
     freshness_p99_s: float | None
     hit_rate: float | None  # hits / trials since the workers started
+    freshness_p99_beyond: bool = False  # p99 past the last bucket: freshness_p99_s is a lower limit
     versions: list[dict[str, str]] = field(default_factory=list)  # one per worker: model and index versions
 
     def to_dict(self) -> dict[str, Any]:
         return {"counters": self.counters, "dead_letters": self.dead_letters, "lag": self.lag,
                 "lag_total": sum(self.lag.values()), "freshness_p50_s": self.freshness_p50_s,
-                "freshness_p99_s": self.freshness_p99_s, "hit_rate": self.hit_rate}
+                "freshness_p99_s": self.freshness_p99_s, "freshness_p99_beyond": self.freshness_p99_beyond,
+                "hit_rate": self.hit_rate}
 
 
 def overview(per_worker: list[Samples]) -> Overview:
@@ -104,7 +116,7 @@ def overview(per_worker: list[Samples]) -> Overview:
     trials = counters[TRIALS]
     return Overview(counters, dict(sorted(dead.items())), dict(sorted(lag.items(), key=lambda kv: _number(kv[0]))),
                     quantile(0.5, buckets), quantile(0.99, buckets),
-                    counters[HITS] / trials if trials else None)
+                    counters[HITS] / trials if trials else None, beyond_last_bound(0.99, buckets))
 
 
 def served_versions(samples: Samples) -> dict[str, str | None]:

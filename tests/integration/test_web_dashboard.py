@@ -132,6 +132,16 @@ def test_item_counts_come_from_the_topics(world):
     assert body["similar"]["items"]
 
 
+def test_recommended_and_similar_items_carry_their_catalogue_titles(world):
+    data, worker, board, _ = world
+    titles = {it["item_id"]: it["title"] for it in data.items}
+    user = json.loads(fetch(board.url + "/api/users/u0", AUTH)[1])
+    items = user["recommendation"]["items"]
+    assert items and all(it["title"] == titles[it["item_id"]] for it in items)
+    item = json.loads(fetch(board.url + f"/api/items/{data.items[0]['item_id']}", AUTH)[1])
+    assert all(it["title"] == titles[it["item_id"]] for it in item["similar"]["items"])
+
+
 # --- in a real browser ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -159,9 +169,11 @@ def console_errors(driver) -> list[dict]:
 
 
 def text_of(driver, element_id: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.ID, element_id).text
+    """The element's rendered text, read in one script (see :func:`recommended_ids`)."""
+    text = driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : null",
+                                 element_id)
+    assert text is not None, f"no #{element_id} on the page"
+    return text
 
 
 def wait_until(driver, predicate, timeout: float, what: str):
@@ -171,9 +183,10 @@ def wait_until(driver, predicate, timeout: float, what: str):
 
 
 def recommended_ids(driver) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [r.get_attribute("data-item-id") for r in driver.find_elements(By.CSS_SELECTOR, "#recommendations tr[data-item-id]")]
+    # Read in one script: the page redraws the table when the user changes, and elements found
+    # by one call may be gone by the next.
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#recommendations tr[data-item-id]'), r => r.dataset.itemId)")
 
 
 def test_every_page_loads_without_a_console_error(world, browser, tmp_path):

@@ -96,7 +96,7 @@ async function overview() {
     ["recommendations/s", num(o.recommendations_per_s, 1), "recommendations-per-s"],
     ["consumer lag (records)", num(o.lag_total), "lag-total"],
     ["freshness p50", ms(o.freshness_p50_s), "freshness-p50"],
-    ["freshness p99", ms(o.freshness_p99_s), "freshness-p99"],
+    ["freshness p99", (o.freshness_p99_beyond ? "> " : "") + ms(o.freshness_p99_s), "freshness-p99"],
     ["online hit rate", pct(o.hit_rate), "hit-rate"],
   ]);
   table("workers", ["worker", "status", "partitions", "model version", "index version", "index items", "users", "events consumed"],

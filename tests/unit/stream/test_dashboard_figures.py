@@ -54,6 +54,10 @@ def test_quantile_is_prometheus_histogram_quantile():
     assert figures.quantile(0.5, [(1.0, 10), (2.0, 20), (math.inf, 20)]) == 1.0
     assert figures.quantile(0.75, [(1.0, 10), (2.0, 20), (math.inf, 20)]) == 1.5
     assert figures.quantile(0.99, [(1.0, 10), (math.inf, 20)]) == 1.0  # past the last bound: that bound
+    assert figures.beyond_last_bound(0.99, [(1.0, 10), (math.inf, 20)])  # ... which the page marks "> 1000 ms"
+    assert not figures.beyond_last_bound(0.99, [(1.0, 10), (2.0, 20), (math.inf, 20)])
+    assert not figures.beyond_last_bound(0.5, [(1.0, 10), (math.inf, 20)])  # 10 of 20 are within 1.0
+    assert not figures.beyond_last_bound(0.99, [])
 
 
 def test_rates_between_reads_treat_a_restart_as_a_reset():
