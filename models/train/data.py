@@ -58,3 +58,21 @@ def item_probabilities(targets: np.ndarray, n_items: int) -> torch.Tensor:
     """Share of training targets per item: float32 (n_items,), from target tokens (0 ignored)."""
     counts = np.bincount(targets[targets > 0] - 1, minlength=n_items).astype(np.float64)
     return torch.as_tensor(counts / max(counts.sum(), 1.0), dtype=torch.float32)
+
+
+def shard_batches(n: int, batch_size: int, n_batches: int, epoch: int, seed: int, rank: int,
+                  world: int) -> list[np.ndarray]:
+    """This rank's ``n_batches`` row batches of its own ``n`` rows (a disjoint shard of the data).
+
+    Each batch holds ``batch_size // world`` rows, so the ranks together step on
+    ``batch_size`` rows as one process would; a rank with fewer rows than
+    ``n_batches`` batches need wraps around its shuffle, so every rank takes the
+    same number of steps and DDP's collective calls stay matched.
+    """
+    local = max(1, batch_size // world)
+    if n == 0:
+        raise ValueError(f"rank {rank} has no training rows")
+    rng = np.random.default_rng([seed, epoch, rank])
+    need = n_batches * local
+    perm = np.concatenate([rng.permutation(n) for _ in range(-(-need // n))])[:need]
+    return [perm[i : i + local] for i in range(0, need, local)]

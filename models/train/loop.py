@@ -26,7 +26,7 @@ from models.data.dataset import IdMap, Interactions, Split
 from models.features.content import Featurizer, dense_features, fit_featurizer
 from models.towers.model import TwoTower
 from models.train.config import TrainConfig
-from models.train.data import epoch_batches, item_probabilities, make_windows
+from models.train.data import epoch_batches, item_probabilities, make_windows, shard_batches
 from models.train.losses import bce_loss, full_softmax_loss, in_batch_log_q, sampled_softmax_loss
 from models.train.metrics import rank_metrics
 
@@ -193,8 +193,15 @@ def fit_sequences(
     config: TrainConfig,
     init: Callable[[TwoTower], Any] | None = None,
     resume: Checkpoint | None = None,
+    sharded: bool = False,
 ) -> TrainedModel:
-    """The loop on plain arrays: per-user chronological item indices in, a :class:`TrainedModel` out."""
+    """The loop on plain arrays: per-user chronological item indices in, a :class:`TrainedModel` out.
+
+    ``sharded`` (under ``torch.distributed``): ``sequences`` are this rank's own users
+    (a disjoint shard, :mod:`models.train.sharded`), not every rank's same data; item
+    counts and sampling probabilities are then summed over the ranks, and each rank
+    steps through its own rows (:func:`models.train.data.shard_batches`).
+    """
     seed_everything(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -206,13 +213,24 @@ def fit_sequences(
         _load_weights(model, resume.weights)
     elif init is not None:
         init(model)
-    if sequences:
-        model.item_tower.set_id_counts(np.bincount(np.concatenate(sequences), minlength=n_items)[:n_items])
+    sharded = sharded and world > 1
+    counts = np.bincount(np.concatenate(sequences), minlength=n_items)[:n_items] if sequences else None
+    if sharded:
+        counts = _summed(np.zeros(n_items, dtype=np.int64) if counts is None else counts, device)
+    if counts is not None:
+        model.item_tower.set_id_counts(counts)
     model = model.to(device)
     inputs, targets = make_windows(sequences, config.max_len, config.windows)
     if len(inputs) == 0:
         raise ValueError("no training windows: every sequence is shorter than 2 items")
-    task: nn.Module = TrainTask(model, config.loss, item_probabilities(targets, n_items), config.n_negatives).to(device)
+    item_prob = item_probabilities(targets, n_items)
+    n_batches = 0
+    if sharded:
+        target_counts = _summed(np.bincount(targets[targets > 0] - 1, minlength=n_items), device)
+        item_prob = torch.as_tensor(target_counts / max(target_counts.sum(), 1), dtype=torch.float32)
+        local = max(1, config.batch_size // world)
+        n_batches = int(_summed(np.array([-(-len(inputs) // local)]), device, op=dist.ReduceOp.MAX)[0])
+    task: nn.Module = TrainTask(model, config.loss, item_prob, config.n_negatives).to(device)
     if world > 1:
         task = nn.parallel.DistributedDataParallel(task)
     opt = torch.optim.Adam(task.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -238,7 +256,8 @@ def fit_sequences(
         stopped_at = epoch + 1
         task.train()
         t0 = time.perf_counter()
-        batches = epoch_batches(len(inputs), config.batch_size, epoch, config.seed, rank, world)
+        batches = (shard_batches(len(inputs), config.batch_size, n_batches, epoch, config.seed, rank, world)
+                   if sharded else epoch_batches(len(inputs), config.batch_size, epoch, config.seed, rank, world))
         total, count = 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not config.progress or rank != 0)
         for rows in bar:
@@ -304,6 +323,7 @@ def fit_sequences(
         "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
         "history": history,
         "world_size": world,
+        "sharded": sharded,
         "ranks_in_sync": in_sync,
         "steps": step,
         "out_of_time": out_of_time,
@@ -314,6 +334,13 @@ def fit_sequences(
         config=config, model=model, users=IdMap(()), items=IdMap(()), histories=list(sequences),
         item_embeddings=model.item_vectors(), metrics=metrics, checkpoint=checkpoint,
     )
+
+
+def _summed(values: np.ndarray, device: torch.device, op: Any = None) -> np.ndarray:
+    """``values`` (int64) reduced over the ranks (a sum unless ``op``)."""
+    t = torch.as_tensor(np.asarray(values, dtype=np.int64), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if op is None else op)
+    return t.cpu().numpy()
 
 
 def _over(budget_s: float | None, started: float) -> bool:
