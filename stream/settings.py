@@ -146,6 +146,17 @@ class Settings(BaseSettings):
                                     "validation; fixed: it trains exactly the given settings.")
     train_time_budget_s: float = Field(default=900.0, gt=0, le=7 * 86400,
                                        description="Seconds the trainer may spend training candidates (auto).")
+    # 5,000,000 events train in about 0.8 GiB (PEAK_BYTES_PER_EVENT in stream/trainer/snapshot.py),
+    # which leaves most of a 2-core 24 GiB machine to the broker, a worker and the model; 90 days
+    # keep a season of behaviour and drop what tastes have moved on from.
+    train_window_events: int | None = Field(
+        default=5_000_000, ge=1,
+        description="Most events the trainer reads: the newest, from each partition's end backwards in "
+                    "proportion to its size (none: no bound but memory).")
+    train_window_days: float | None = Field(
+        default=90.0, gt=0,
+        description="Oldest events the trainer reads, in days before now by their Kafka timestamps "
+                    "(none: no bound).")
     trainer_host: str = Field(default="127.0.0.1", description="Trainer's /metrics and /healthz bind address.")
     trainer_port: int = Field(default=6070, ge=1, le=65535, description="Trainer's /metrics and /healthz port.")
     trending_half_life_s: float = Field(default=3600.0, gt=0,
@@ -234,6 +245,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_secrets_dir_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("train_window_events", "train_window_days", mode="before")
+    @classmethod
+    def _none_lifts_the_bound(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
 
     @field_validator("secrets_dir")
     @classmethod

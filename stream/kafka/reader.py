@@ -16,7 +16,7 @@ from stream.kafka.config import aiokafka_options
 from stream.settings import Settings
 
 
-async def _started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+async def started_consumer(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
     """``consumer`` started; closed again when it cannot start (an unreachable broker)."""
     try:
         await consumer.start()
@@ -26,7 +26,8 @@ async def _started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
     return consumer
 
 
-def _consumer(settings: Settings) -> AIOKafkaConsumer:
+def range_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer outside any group that reads committed records only, and commits nothing."""
     return AIOKafkaConsumer(
         **aiokafka_options(settings),
         group_id=None,
@@ -39,7 +40,7 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
 
 async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """``{partition: offset of the next record}`` for every partition of ``topic``."""
-    consumer = await _started(_consumer(settings))
+    consumer = await started_consumer(range_consumer(settings))
     try:
         partitions = await topic_partitions(settings, topic)
         ends = await consumer.end_offsets(partitions)
@@ -60,7 +61,7 @@ async def read_range(
 
     Raises ``TimeoutError`` if the range cannot be read within ``timeout_s``.
     """
-    consumer = await _started(_consumer(settings))
+    consumer = await started_consumer(range_consumer(settings))
     try:
         partitions = await topic_partitions(settings, topic)
         if stop is None:

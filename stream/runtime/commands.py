@@ -13,6 +13,7 @@ import click
 from aiokafka.errors import KafkaError
 from faust.cli import AppCommand, argument, option
 
+from stream.errors import ConfigError
 from stream.runtime.app import app
 from stream.settings import get_settings
 
@@ -214,6 +215,9 @@ def _train_options() -> tuple[option, ...]:
                     "these settings. Default: STREAMREC_TRAIN_SELECT (auto)."),
         option("--time-budget", "time_budget_s", type=click.FloatRange(min=1), default=None,
                help="Seconds for training the candidates (auto). Default: STREAMREC_TRAIN_TIME_BUDGET_S (900)."),
+        option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+               help="Train on this many local processes with PyTorch DDP (gloo on CPU, NCCL with a GPU each), "
+                    "each on a disjoint shard of the users; trains the given settings (--select fixed)."),
     )
 
 
@@ -233,13 +237,16 @@ def _train_config(values: dict[str, Any]):
 
 @app.command(*_TRAIN_OPTIONS)
 async def train(self: AppCommand, margin: float, publish: bool, warm_start: bool, select: str | None,
-                time_budget_s: float | None, **config: Any) -> None:
+                time_budget_s: float | None, nproc: int, **config: Any) -> None:
     """Train once on a snapshot of the topics; publish the version if it is not worse."""
     from stream.trainer.run import train_once
 
-    run = await asyncio.to_thread(train_once, get_settings(), _train_config(config), margin,
-                                  publish=publish, warm_start=warm_start, select=select,
-                                  time_budget_s=time_budget_s)
+    try:
+        run = await asyncio.to_thread(train_once, get_settings(), _train_config(config), margin,
+                                      publish=publish, warm_start=warm_start, select=select,
+                                      time_budget_s=time_budget_s, nproc=nproc)
+    except ConfigError as e:  # a window too large for memory, --nproc with --select auto
+        raise click.ClickException(str(e)) from None
     _echo(run.summary())
 
 
@@ -249,7 +256,8 @@ async def train(self: AppCommand, margin: float, publish: bool, warm_start: bool
     *_TRAIN_OPTIONS,
 )
 async def trainer(self: AppCommand, every: str, runs: int | None, margin: float, publish: bool,
-                  warm_start: bool, select: str | None, time_budget_s: float | None, **options: Any) -> None:
+                  warm_start: bool, select: str | None, time_budget_s: float | None, nproc: int,
+                  **options: Any) -> None:
     """Train periodically (streamrec trainer --every 10m); each run as `streamrec train`."""
     from stream.trainer.run import train_once
 
@@ -266,10 +274,12 @@ async def trainer(self: AppCommand, every: str, runs: int | None, margin: float,
             started = time.monotonic()
             try:
                 run = await asyncio.to_thread(train_once, settings, config, margin, publish=publish,
-                                              warm_start=warm_start, select=select, time_budget_s=time_budget_s)
+                                              warm_start=warm_start, select=select, time_budget_s=time_budget_s,
+                                              nproc=nproc)
                 result = "published" if run.published else (
                     "rejected" if run.reason.startswith("worse") else "skipped")
-                trainer_metrics.record_run(result, time.monotonic() - started, run.metrics, run.baseline_metrics)
+                trainer_metrics.record_run(result, time.monotonic() - started, run.metrics, run.baseline_metrics,
+                                           run.snapshot)
                 _echo(run.summary())
             except Exception as e:  # one failed run must not end the periodic trainer
                 trainer_metrics.record_run("failed", time.monotonic() - started)

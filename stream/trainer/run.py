@@ -1,6 +1,7 @@
 """The periodic trainer: snapshot the topics, train, gate on quality, publish a version.
 
-One run (:func:`train_once`): read every event and the catalogue from Kafka,
+One run (:func:`train_once`): read the training window of events (as columns,
+:mod:`stream.trainer.snapshot`) and the catalogue from Kafka,
 clean them and split each user's tail off (leave-last-out), train a two-tower
 model with early stopping on validation (warm-started from the served version
 when its towers fit), evaluate it on the held-out tail and
@@ -30,9 +31,8 @@ import numpy as np
 from kafka import KafkaProducer
 
 from models.base import Recommender
+from models.data.columns import interactions_from_columns
 from models.data.dataset import Interactions, ItemCatalog, Split, leave_last_out
-from models.data.loaders import from_events
-from models.data.preprocess import preprocess
 from models.evaluate.ranking import evaluate
 from models.train.config import TrainConfig, trainer_config
 from models.train.loop import train_two_tower
@@ -40,13 +40,12 @@ from models.train.recommender import TwoTowerRecommender
 from models.train.warm import warm_start_from
 from stream.core.announcements import ModelAnnouncement
 from stream.core.experiments import announcements_of, parse_model_update
-from stream.core.events import parse_event
-from stream.core.items import parse_item
-from stream.core.topics import EVENTS, ITEMS, MODEL_UPDATES
-from stream.errors import InvalidEvent, InvalidRecord
+from stream.core.topics import EVENTS, MODEL_UPDATES
+from stream.errors import ConfigError, InvalidRecord
 from stream.kafka.config import kafka_python_options
 from stream.kafka.reader import read_range
 from stream.settings import Settings
+from stream.trainer.snapshot import SnapshotReport, snapshot_events, snapshot_items
 
 if TYPE_CHECKING:
     from index import IndexConfig
@@ -75,6 +74,7 @@ class TrainRun:
     selection: dict[str, Any] | None = None
     baseline: str | None = None
     baseline_metrics: dict[str, float] | None = None
+    snapshot: SnapshotReport | None = None  # the training window: offsets, time span, read time, invalid by reason
 
     def summary(self) -> str:
         new = self.metrics.get("ndcg@10")
@@ -88,7 +88,15 @@ class TrainRun:
                 f"events={self.events} invalid={self.invalid_events} users={self.users} items={self.items} "
                 f"tower={self.tower} ndcg@10={new if new is None else round(new, 4)} {chosen}"
                 f"current={self.current_version} current_ndcg@10={old if old is None else round(old, 4)} "
-                f"warm_start={self.warm_started} seconds={self.seconds:.1f}")
+                f"warm_start={self.warm_started} seconds={self.seconds:.1f}{self._window()}")
+
+    def _window(self) -> str:
+        snap = self.snapshot
+        if snap is None:
+            return ""
+        reasons = ",".join(f"{k}:{v}" for k, v in sorted(snap.invalid_reasons.items())) or "none"
+        return (f" window_offsets={snap.offsets} window_first_ms={snap.first_ms} window_last_ms={snap.last_ms} "
+                f"read_seconds={snap.read_seconds:.1f} invalid_reasons={reasons}")
 
     def choice(self) -> dict[str, Any] | None:
         """The selection, compact, for the announcement: who won, on which figures, against which baseline."""
@@ -103,34 +111,6 @@ class TrainRun:
             "baselines_valid_ndcg@10": self.selection["baselines_valid"],
             "seconds": self.selection["seconds"], "time_budget_s": self.selection["time_budget_s"],
         }
-
-
-def snapshot(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """Every valid event of the ``events`` topic and the latest record of each catalogue item.
-
-    Returns ``(events, items, invalid_count)``; invalid events (those the worker
-    dead-letters) are counted, not trained on.
-    """
-    now_ms = int(time.time() * 1000)
-    events: list[dict[str, Any]] = []
-    invalid = 0
-    for record in asyncio.run(read_range(settings, settings.topic(EVENTS))):
-        try:
-            events.append(parse_event(record.value or b"", now_ms=now_ms).to_dict())
-        except InvalidEvent:
-            invalid += 1
-    items: dict[str, dict[str, Any]] = {}
-    for record in asyncio.run(read_range(settings, settings.topic(ITEMS))):
-        if record.value is None:  # a tombstone takes the item down
-            if record.key is not None:
-                items.pop(record.key.decode("utf-8", "replace"), None)
-            continue
-        try:
-            item = parse_item(record.value)
-        except InvalidRecord:
-            continue  # the worker logs and ignores it too
-        items[item.item_id] = item.to_dict()
-    return events, list(items.values()), invalid
 
 
 def artifact_key(settings: Settings) -> bytes | None:
@@ -250,7 +230,8 @@ def _index_builder(vectors: np.ndarray, item_ids: tuple[str, ...], folder: Path,
 
 def train_once(settings: Settings, config: TrainConfig | None = None, margin: float = 0.005,
                min_users: int = 10, publish: bool = True, warm_start: bool = True,
-               select: str | None = None, time_budget_s: float | None = None) -> TrainRun:
+               select: str | None = None, time_budget_s: float | None = None,
+               progress: bool | None = None, nproc: int = 1) -> TrainRun:
     """One trainer run against the configured cluster (see the module docstring).
 
     ``config`` defaults to :func:`models.train.config.trainer_config` (the CLI's defaults too).
@@ -260,18 +241,28 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     giving the settings the selection does not choose; ``fixed`` trains ``config``
     exactly. With ``warm_start``, a candidate starts from the served version's
     weights when its towers have the same shape (item rows matched by item id);
-    otherwise from scratch.
+    otherwise from scratch. ``progress`` (default ``config.progress``): a progress bar while
+    reading the window (:func:`stream.trainer.snapshot.snapshot_events`). ``nproc`` > 1 trains
+    ``config`` on that many processes with DDP, each on a disjoint shard of the users
+    (:mod:`models.train.sharded`); the selection then defaults to ``fixed`` (the automatic
+    choice trains on one process).
     """
     from models.artifacts import save_artifact
 
     started = time.perf_counter()
     config = config or trainer_config()
-    events, items, invalid = snapshot(settings)
-    run = TrainRun(published=False, reason="", events=len(events), invalid_events=invalid)
-    if not events:
+    select = select or ("fixed" if nproc > 1 else settings.train_select)
+    if nproc > 1 and select == "auto":
+        raise ConfigError("training on several processes (--nproc) trains one configuration: use --select fixed")
+    columns, snap = snapshot_events(settings, progress=config.progress if progress is None else progress)
+    run = TrainRun(published=False, reason="", events=len(columns), invalid_events=snap.invalid, snapshot=snap)
+    if not len(columns):
         run.reason = "no events to train on"
+        run.seconds = time.perf_counter() - started
         return run
-    interactions, catalog, _ = preprocess(from_events(events, items, name=settings.topic(EVENTS)))
+    interactions, catalog, _ = interactions_from_columns(columns, snapshot_items(settings),
+                                                         name=settings.topic(EVENTS))
+    del columns  # the interactions hold what training needs
     split = leave_last_out(interactions, catalog)
     run.users, run.items = len(interactions.users), len(interactions.items)
     if int((np.bincount(split.test.user, minlength=run.users) > 0).sum()) < min_users:
@@ -291,7 +282,6 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     def init_for(cfg: TrainConfig) -> Any:
         return warm_start_from(loaded.model, loaded.items, interactions.items) if warm(cfg) else None
 
-    select = select or settings.train_select
     candidate = TwoTowerRecommender(config)
     if select == "auto":
         from models.train.auto import select_two_tower
@@ -302,6 +292,10 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
         run.selection = selection.as_dict()
         if baseline is not None:
             run.baseline, run.baseline_metrics = selection.best_baseline, _test_metrics(baseline, split)
+    elif nproc > 1:
+        from models.train.sharded import train_across_processes
+
+        candidate.trained = train_across_processes(split, config, nproc, init=init_for(config))
     else:
         candidate.trained = train_two_tower(split, config, init=init_for(config))
     run.tower = candidate.config.tower
@@ -315,7 +309,7 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
         run.reason = "publishing disabled"
     else:
         trained = candidate.trained
-        trained.metrics = {**trained.metrics, "test": run.metrics, "events": len(events)}
+        trained.metrics = {**trained.metrics, "test": run.metrics, "events": run.events}
         if run.selection is not None:
             trained.metrics["selection"] = {**run.selection, "test": run.choice()}
         run.path = save_artifact(trained, settings.artifacts_dir,
