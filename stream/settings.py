@@ -146,7 +146,7 @@ class Settings(BaseSettings):
                                     "validation; fixed: it trains exactly the given settings.")
     train_time_budget_s: float = Field(default=900.0, gt=0, le=7 * 86400,
                                        description="Seconds the trainer may spend training candidates (auto).")
-    # 5,000,000 events train in about 0.8 GiB (PEAK_BYTES_PER_EVENT in stream/trainer/snapshot.py),
+    # 5,000,000 events train in about 1.2 GiB (PEAK_BYTES_PER_EVENT in stream/trainer/snapshot.py),
     # which leaves most of a 2-core 24 GiB machine to the broker, a worker and the model; 90 days
     # keep a season of behaviour and drop what tastes have moved on from.
     train_window_events: int | None = Field(

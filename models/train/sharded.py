@@ -11,6 +11,7 @@ as files in a temporary folder, so nothing large is pickled through the spawn.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -71,9 +72,13 @@ def train_across_processes(split: Split, config: TrainConfig, nproc: int,
             start = TwoTower(config.tower_spec(train.n_items, n_features), content)
             init(start)
             torch.save(start.state_dict(), folder / "init.pt")
-        (folder / "config.json").write_text(config.to_json(), encoding="utf-8")
+        backend = backend_for(config, nproc)
+        # Fewer GPUs than ranks: every rank on the CPU, rather than two on one GPU or one on a GPU that is not there.
+        on_cpu = backend == "gloo" and config.device == "auto"
+        ranks_config = dataclasses.replace(config, device="cpu") if on_cpu else config
+        (folder / "config.json").write_text(ranks_config.to_json(), encoding="utf-8")
         env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc)}
-        torch.multiprocessing.start_processes(_rank_main, args=(nproc, str(folder), backend_for(config, nproc), env),
+        torch.multiprocessing.start_processes(_rank_main, args=(nproc, str(folder), backend, env),
                                               nprocs=nproc, join=True, start_method="spawn")
         model = TwoTower(config.tower_spec(train.n_items, n_features), content)
         _load_weights(model, torch.load(folder / "weights.pt", weights_only=True))

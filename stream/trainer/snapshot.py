@@ -35,10 +35,11 @@ from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Measured peak of snapshot and cleaning on 10^6 generated events (tracemalloc, bench/README.md):
-# the columns, the cleaning's sort keys and orders, the id maps; plus the training windows
-# (two int64 matrices of about one position per event, padded) and the torch copies of a batch.
-PEAK_BYTES_PER_EVENT = 160
+# Measured (tracemalloc, 10^5 and 10^6 generated events, bench/README.md): snapshot and cleaning
+# peak at about 150 bytes per event (the columns, the cleaning's sort keys and orders), the
+# training windows at max_len 50 about 100 more while the interactions (28) and their split
+# are held; 250 leaves room for the model's own tensors on top.
+PEAK_BYTES_PER_EVENT = 250
 MEMORY_SHARE = 0.7  # of MemAvailable: the rest for the model, the optimizer, the catalogue and the OS
 
 

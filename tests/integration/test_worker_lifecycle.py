@@ -137,6 +137,8 @@ def test_trainer_publishes_and_worker_swaps_without_pausing(kafka_bootstrap, tmp
                              loss="full_softmax", batch_size=64)
         run = train_once(settings, config, margin=1.0, select="fixed")
         assert run.published and run.version and run.events == len(data.events)
+        # the default window (5,000,000 events, 90 days) holds them all, read from the topic's end
+        assert run.snapshot.offsets == len(data.events) and run.snapshot.last_ms is not None
         assert (settings.artifacts_dir / run.version / "index" / "manifest.json").is_file()
         announced = latest_announcement(settings)
         assert announced.version == run.version and "ndcg@10" in announced.metrics
