@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # training windows at max_len 50 about 100 more while the interactions (28) and their split
 # are held; 250 leaves room for the model's own tensors on top.
 PEAK_BYTES_PER_EVENT = 250
+ID_OVERHEAD_BYTES = 150  # a str object, its dict slot and list entry, and its share of the id maps
 MEMORY_SHARE = 0.7  # of MemAvailable: the rest for the model, the optimizer, the catalogue and the OS
 
 
@@ -87,8 +88,11 @@ def check_fits(events: int, available: int | None) -> None:
 class ColumnsBuilder:
     """Columns of a window's valid events, filled batch by batch (:meth:`add`), read once (:meth:`columns`)."""
 
-    def __init__(self, window: Window, now_ms: int) -> None:
+    def __init__(self, window: Window, now_ms: int, max_id_bytes: int | None = None) -> None:
         self.now_ms = now_ms
+        # Ids are kept once each, not per event, but hostile producers can make every event's id new.
+        self.max_id_bytes = max_id_bytes
+        self.id_bytes = 0
         self.starts = {p: start for p, (start, _) in window.ranges.items()}
         self.bases: dict[int, int] = {}
         total = 0
@@ -116,14 +120,26 @@ class ColumnsBuilder:
                 self.invalid[e.reason] += 1
                 continue
             slots.append(base + offset)
-            u.append(users.setdefault(event.user_id, len(users)))
-            i.append(items.setdefault(event.item_id, len(items)))
+            user, item = users.get(event.user_id), items.get(event.item_id)
+            if user is None:
+                user = users[event.user_id] = len(users)
+                self.id_bytes += ID_OVERHEAD_BYTES + len(event.user_id)
+            if item is None:
+                item = items[event.item_id] = len(items)
+                self.id_bytes += ID_OVERHEAD_BYTES + len(event.item_id)
+            u.append(user)
+            i.append(item)
             t.append(TYPE_CODE[event.event_type.value])
             v.append(np.nan if event.value is None else event.value)
             ts.append(event.timestamp_ms)
         if slots:
             self.user[slots], self.item[slots], self.event_type[slots] = u, i, t
             self.value[slots], self.timestamp[slots] = v, ts
+        if self.max_id_bytes is not None and self.id_bytes > self.max_id_bytes:
+            raise ConfigError(
+                f"the training window's {len(users):,} user and {len(items):,} item ids take more than the "
+                f"{self.max_id_bytes / 2**30:.1f} GiB left beside its events: lower STREAMREC_TRAIN_WINDOW_EVENTS "
+                f"or STREAMREC_TRAIN_WINDOW_DAYS")
 
     def columns(self) -> EventColumns:
         """The valid events in partition then offset order; empty slots (invalid records, transaction
@@ -148,8 +164,10 @@ def snapshot_events(settings: Settings, progress: bool = False, available: int |
     max_events, days = settings.train_window_events, settings.train_window_days
     started = time.perf_counter()
     window = asyncio.run(plan_window(settings, settings.topic(EVENTS), max_events, days, now_ms=now_ms))
-    check_fits(window.events, memory_available() if available is None else available)
-    builder = ColumnsBuilder(window, now_ms)
+    available = memory_available() if available is None else available
+    check_fits(window.events, available)
+    left = None if available is None else int(MEMORY_SHARE * available) - window.events * PEAK_BYTES_PER_EVENT
+    builder = ColumnsBuilder(window, now_ms, max_id_bytes=left)
     bar = tqdm(total=window.events, unit="ev", unit_scale=True, desc="snapshot events", disable=not progress,
                leave=False)
 

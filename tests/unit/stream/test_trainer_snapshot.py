@@ -135,3 +135,12 @@ def test_a_window_reaches_the_trainer_metrics():
             - value("streamrec_trainer_window_first_event_timestamp_seconds")) == 5.0
     assert value("streamrec_trainer_snapshot_read_seconds") == 1.5
     assert value("streamrec_trainer_invalid_events_total", {"reason": "bad_json"}) == before + 2
+
+
+def test_a_window_of_ever_new_ids_is_stopped_before_the_ids_fill_memory():
+    window = Window("events", {0: (0, 100)})
+    builder = ColumnsBuilder(window, NOW, max_id_bytes=10_000)
+    batch = Batch(0, list(range(100)), [_event(f"user-{k}-" + "x" * 100, f"i{k}", NOW - 1) for k in range(100)],
+                  [0] * 100)
+    with pytest.raises(ConfigError, match="ids take more than.*STREAMREC_TRAIN_WINDOW_EVENTS"):
+        builder.add(batch)
