@@ -5,8 +5,9 @@
 a user's rank does not depend on the run), each rank trains on its users'
 windows only (``fit_sequences(..., sharded=True)``), DDP averages the gradients,
 and rank 0 hands the weights back. gloo on CPU, NCCL when every rank has a GPU.
-The shards, the validation set and the content features reach the processes
-as files in a temporary folder, so nothing large is pickled through the spawn.
+Each rank is a ``python -m models.train.sharded`` process of its own; the shards,
+the validation set and the content features reach them as files in a temporary
+folder.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -61,7 +65,10 @@ def train_across_processes(split: Split, config: TrainConfig, nproc: int,
     with tempfile.TemporaryDirectory(prefix="streamrec-ddp-") as tmp:
         folder = Path(tmp)
         for r in range(nproc):
-            _save_sequences(folder / f"shard-{r}.npz", [s for s, rank in zip(sequences, ranks) if rank == r])
+            shard = [s for s, rank in zip(sequences, ranks) if rank == r]
+            if not any(len(s) >= 2 for s in shard):  # every rank must step, or DDP's collectives hang
+                raise ValueError(f"rank {r} of {nproc} has no user with 2 training events: train on fewer processes")
+            _save_sequences(folder / f"shard-{r}.npz", shard)
         exclude = train.matrix(binary=True)[valid.user].tocsr()
         _save_sequences(folder / "valid.npz", [sequences[u] for u in valid.user], targets=valid.item,
                         exclude_data=exclude.data, exclude_indices=exclude.indices, exclude_indptr=exclude.indptr,
@@ -77,9 +84,7 @@ def train_across_processes(split: Split, config: TrainConfig, nproc: int,
         on_cpu = backend == "gloo" and config.device == "auto"
         ranks_config = dataclasses.replace(config, device="cpu") if on_cpu else config
         (folder / "config.json").write_text(ranks_config.to_json(), encoding="utf-8")
-        env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc)}
-        torch.multiprocessing.start_processes(_rank_main, args=(nproc, str(folder), backend, env),
-                                              nprocs=nproc, join=True, start_method="spawn")
+        _launch(folder, nproc, backend)
         model = TwoTower(config.tower_spec(train.n_items, n_features), content)
         _load_weights(model, torch.load(folder / "weights.pt", weights_only=True))
         metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
@@ -88,11 +93,49 @@ def train_across_processes(split: Split, config: TrainConfig, nproc: int,
                         item_embeddings=model.item_vectors(), featurizer=featurizer, metrics=metrics)
 
 
-def _rank_main(rank: int, world: int, folder: str, backend: str, env: dict[str, str]) -> None:
-    """One process: join the group, train on this rank's shard, rank 0 writes the weights and metrics."""
+def _launch(folder: Path, nproc: int, backend: str) -> None:
+    """Run ``python -m models.train.sharded`` once per rank and wait for all; the first to fail stops the rest.
+
+    Processes of their own (as torchrun starts them), not multiprocessing's spawn, which
+    would run the caller's ``__main__`` again in each rank.
+    """
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                          *filter(None, [os.environ.get("PYTHONPATH")])])}
+    procs: list[subprocess.Popen] = []
+    try:
+        for rank in range(nproc):
+            # Rank 0 keeps the caller's stderr (its progress bars); the others log to the folder.
+            out = None if rank == 0 else open(folder / f"rank-{rank}.log", "wb")
+            procs.append(subprocess.Popen([sys.executable, "-m", "models.train.sharded", str(folder), backend],
+                                          env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                                          stdout=out, stderr=out))
+            if out is not None:
+                out.close()
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [r for r, code in enumerate(codes) if code not in (None, 0)]
+            if failed:
+                rank = failed[0]
+                log_file = folder / f"rank-{rank}.log"
+                tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else "(its stderr above)"
+                raise RuntimeError(f"training rank {rank} of {nproc} exited with {codes[rank]}: {tail}")
+            if all(code == 0 for code in codes):
+                return
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(30)
+
+
+def _rank_main(folder: str, backend: str) -> None:
+    """One process (``RANK``, ``WORLD_SIZE``, ``MASTER_*`` from the environment): join the group, train on
+    this rank's shard; rank 0 writes the weights and metrics."""
     import torch.distributed as dist
 
-    os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     path = Path(folder)
     config = TrainConfig.from_json((path / "config.json").read_text(encoding="utf-8"))
     if config.num_threads is None:
@@ -140,3 +183,7 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    _rank_main(sys.argv[1], sys.argv[2])

@@ -46,6 +46,12 @@ def test_two_processes_train_one_model_in_sync():
     assert np.isfinite(trained.score(np.arange(3))).all()
 
 
+def test_a_rank_without_training_rows_is_refused_before_any_process_starts():
+    split = _split(3, 20)
+    with pytest.raises(ValueError, match="no user with 2 training events"):
+        train_across_processes(split, TrainConfig(tower="mean", dim=8, epochs=1, progress=False), nproc=8)
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_on_validation_ndcg():
     # 3,000 users: the two runs see the same users in different batches; their validation NDCG@10
