@@ -267,9 +267,12 @@ def test_alert_rules_evaluate_on_live_data(stack, driven):
 
 
 def test_dashboard_queries_run_on_prometheus(stack, driven):
-    """Every query of the Grafana dashboard is valid PromQL here; the worker's return series."""
+    """Every query of the Grafana dashboard is valid PromQL here; the worker's return series (but
+    the experiment panels': their series exist only while an experiment runs, and
+    tests/integration/test_experiments.py checks those metrics on two workers)."""
     settings, worker, prometheus, data = stack
     for title, expr in queries(dashboard()):
         result = prometheus.query(concrete(expr, rate_interval="30s"))
-        if not any(name.startswith("streamrec_trainer_") for name in metric_names(expr)):
+        names = metric_names(expr)
+        if not any(name.startswith(("streamrec_trainer_", "streamrec_worker_experiment_")) for name in names):
             assert result, f"panel {title!r}: {expr} returned nothing"

@@ -169,11 +169,10 @@ def console_errors(driver) -> list[dict]:
 
 
 def text_of(driver, element_id: str) -> str:
-    """The element's rendered text, read in one script (see :func:`recommended_ids`)."""
-    text = driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : null",
+    """The element's rendered text, read in one script (see :func:`recommended_ids`); "" while the
+    page has not drawn it yet."""
+    return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : ''",
                                  element_id)
-    assert text is not None, f"no #{element_id} on the page"
-    return text
 
 
 def wait_until(driver, predicate, timeout: float, what: str):
