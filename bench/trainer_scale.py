@@ -4,8 +4,9 @@ A topic is filled with N generated events (keyed by user, pre-encoded JSON,
 as fast as the producer client sends); then a child process takes the
 trainer's snapshot (:func:`stream.trainer.snapshot.snapshot_events`: the
 window from the topic's end, validated into NumPy columns) and cleans it into
-``Interactions`` as the trainer does, and reports its own peak RSS
-(``getrusage``), so each figure is one fresh process's. With ``--baseline``
+``Interactions`` as the trainer does, and reports its own peak RSS (VmHWM:
+``getrusage``'s ru_maxrss would carry the parent's over the exec), so each
+figure is one fresh process's. With ``--baseline``
 (default up to 10^6 events) a second child does the same with the trainer's
 former snapshot: every record into a list, one dict per event, a DataFrame,
 ``preprocess``.
@@ -25,7 +26,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._stream_common import machine, write_json  # noqa: E402
+from bench._stream_common import machine, peak_rss, write_json  # noqa: E402
 from stream.core.topics import EVENTS  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 
@@ -142,13 +142,13 @@ def child(path: str, options: dict) -> dict:
     import models.data.columns  # noqa: F401  (imports before the baseline RSS: what every path pays)
     import stream.trainer.snapshot  # noqa: F401
 
-    import_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    import_rss = peak_rss(os.getpid())
     started = time.perf_counter()
     events, invalid, interactions = (new_snapshot if path == "columns" else old_snapshot)(settings)
     seconds = time.perf_counter() - started
     return {"path": path, "events_read": events, "invalid": invalid, "interactions": interactions,
             "snapshot_seconds": round(seconds, 2), "events_per_s": round(events / seconds, 1),
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_rss_bytes": peak_rss(os.getpid()),
             "import_rss_bytes": import_rss}
 
 
