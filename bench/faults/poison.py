@@ -1,5 +1,6 @@
 """Poison pills from a client that is not ours, against two workers: hostile catalogue records, bad
-model announcements and an event at the broker's size limit, sent as raw bytes with kafka-python.
+model announcements and experiments, bad trending counts and an event at the broker's size limit,
+sent as raw bytes with kafka-python.
 
 :func:`poison` checks what issue 14 asks of every consumed topic: no worker crashes or stops
 publishing, every refused record is in ``dead-letter`` with its topic, partition, offset and
@@ -156,8 +157,18 @@ def poison(bootstrap: str, root: Path, items: int = 300, announcements: int = 50
         rng = random.Random(seed)
         bad_updates = [json.dumps(rng.choice([None, [], "v1", 5, {"version": "../../etc"}, {"version": "/abs"},
                                               {"version": "v" * 500}, {"version": 7}, {"metrics": "x"}])).encode()
-                       for _ in range(announcements)] + [b"\xff not json", b"{" * 5000, b"x" * huge]
+                       for _ in range(announcements)] + [b"\xff not json", b"{" * 5000, b"x" * huge] + [
+            json.dumps({"experiment": bad}).encode() for bad in (
+                "x", None, {"name": "../x", "arms": []}, {"name": "e", "arms": [{"version": "/abs", "share": 2}]})]
         updates_at = _send(settings, settings.topic("model-updates"), [(b"v", v) for v in bad_updates])
+        # The trending topic is written by every worker and readable by any client: bad counts too.
+        bad_trending = [b"\xff not json", b"[]", b"{" * 5000, b"x" * huge,
+                        *(json.dumps(bad).encode() for bad in (
+                            {"partition": 99, "ref_ms": 1, "scores": {}}, {"partition": -1, "ref_ms": 1, "scores": {}},
+                            {"partition": 0, "ref_ms": -5, "scores": {}}, {"partition": 0, "ref_ms": 1, "scores": "x"},
+                            {"partition": 0, "ref_ms": 1, "scores": {"i": -1.0}},
+                            {"partition": 0, "ref_ms": 1, "scores": {"i": "many"}}, {"partition": "0"}))]
+        trending_at = _send(settings, settings.topic("trending"), [(b"0", v) for v in bad_trending])
         oversized = b'{"user_id": "p000", "pad": "' + b"x" * huge + b'"}'
         _send(settings, settings.topic("events"), [(b"p000", oversized)])
         after_poison = _fresh_recommendations(world, [first, second], users, world.item_ids[1], 120)
@@ -191,14 +202,16 @@ def poison(bootstrap: str, root: Path, items: int = 300, announcements: int = 50
                  if (settings.topic("items"), p, o) in letters
                  and letters[(settings.topic("items"), p, o)]["reason"] not in ITEM_REASONS]
         updates_missing = [(p, o) for p, o in updates_at if (settings.topic("model-updates"), p, o) not in letters]
+        trending_missing = [(p, o) for p, o in trending_at if (settings.topic("trending"), p, o) not in letters]
         big_event = [lt for (topic, _, _), lt in letters.items() if topic == settings.topic("events")
                      and lt["reason"] == "too_large"]
         outcome.figures = {
-            "scenario": "poison pills", "workers": 2, "bad_records": len(refused) + len(bad_updates) + 1,
+            "scenario": "poison pills", "workers": 2, "bad_records": len(refused) + len(bad_updates) + len(bad_trending) + 1,
             "items_sent": len(sent), "items_refused": len(refused), "items_applied": sum(
                 s.expect == "item" for s in last.values()), "tombstones": sum(s.expect == "tombstone" for s in sent),
-            "announcements_refused": len(bad_updates), "oversized_event_bytes": len(oversized),
-            "crashes": 0, "refused_not_in_dead_letter": len(missing) + len(updates_missing), "wrong_reason": len(wrong),
+            "announcements_refused": len(bad_updates), "trending_refused": len(bad_trending),
+            "oversized_event_bytes": len(oversized),
+            "crashes": 0, "refused_not_in_dead_letter": len(missing) + len(updates_missing) + len(trending_missing), "wrong_reason": len(wrong),
             "freshness_ms_before": warm, "freshness_ms_after_poison": after_poison,
             "freshness_ms_after_restart": after_restart, "seconds": round(time.perf_counter() - started, 1)}
         if missing:
@@ -207,6 +220,8 @@ def poison(bootstrap: str, root: Path, items: int = 300, announcements: int = 50
             outcome.problems.append(f"unexpected reasons {sorted(set(wrong))[:5]}")
         if updates_missing:
             outcome.problems.append(f"{len(updates_missing)} refused announcements not in dead-letter")
+        if trending_missing:
+            outcome.problems.append(f"{len(trending_missing)} refused trending records not in dead-letter")
         if not big_event:
             outcome.problems.append("the oversized event is not in dead-letter as too_large")
         elif big_event[0]["value_size"] != len(oversized) or len(json.dumps(big_event[0])) > 64 * 1024:

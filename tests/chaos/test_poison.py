@@ -14,3 +14,4 @@ def test_poison_pills_stop_no_worker_and_each_lands_in_dead_letter(kafka_bootstr
     print("\n" + outcome.explain())
     assert outcome.ok, outcome.explain()
     assert outcome.figures["items_refused"] > 100 and outcome.figures["items_applied"] > 50
+    assert outcome.figures["trending_refused"] >= 10 and outcome.figures["refused_not_in_dead_letter"] == 0
