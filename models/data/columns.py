@@ -2,24 +2,26 @@
 
 A topic snapshot of millions of events cannot afford one Python object per
 event: :class:`EventColumns` holds them in :data:`BYTES_PER_EVENT` bytes each
-(ids as codes into two id lists), and :func:`interactions_from_columns` cleans
-them into the same ``Interactions`` and ``ItemCatalog`` as
-``preprocess(from_events(...))`` would (duplicates, weights, non-positives,
-repeated pairs, id maps in natural order), without a DataFrame of the events.
+(ids as codes into two id lists); :class:`CatalogColumns` holds the catalogue
+as one list per field, the latest record of each item winning. Then
+:func:`interactions_from_columns` cleans them into the same ``Interactions`` and
+``ItemCatalog`` as ``preprocess(from_events(...))`` would (duplicates, weights,
+non-positives, repeated pairs, id maps in natural order, catalogue filling),
+without a DataFrame and without one dict per event or per item.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from models.data.dataset import IdMap, Interactions, ItemCatalog
-from models.data.loaders import _items_frame
-from models.data.preprocess import CleaningReport, RawData, _align_catalog, _catalog_frame, natural_key
+from models.data.loaders import _merge_tags
+from models.data.preprocess import CleaningReport, _text_or_none, natural_key
 from models.errors import DataError
 from models.feedback import (BASE_WEIGHTS, PLAY_SECONDS_PER_UNIT, PLAY_WEIGHT_MAX, PLAY_WEIGHT_MIN, EventType)
 
@@ -80,6 +82,75 @@ class EventColumns:
                    np.array(cols[3], np.float64), np.array(cols[4], np.int64), list(users), list(items))
 
 
+class CatalogColumns:
+    """Catalogue records as columns (``title``, ``text``, ``tags`` lists), one row per item id.
+
+    :meth:`put` of an id already held replaces its row (a compacted topic's latest
+    record wins), :meth:`remove` takes it down (a tombstone). ``category`` joins the
+    tags, as the DataFrame loaders merge a category column into tags. Rows freed by
+    :meth:`remove` are reused, so the lists never outgrow the largest catalogue seen.
+    """
+
+    def __init__(self) -> None:
+        self.row: dict[str, int] = {}
+        self.title: list[str | None] = []
+        self.text: list[str | None] = []
+        self.tags: list[list[str]] = []
+        self._free: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def put(self, item_id: str, title: str | None = None, text: str | None = None,
+            category: str | None = None, tags: Sequence[str] = ()) -> None:
+        """Hold ``item_id``'s record, replacing any earlier one."""
+        # Interned: a catalogue's tags come from a small vocabulary, so each is held once, not per item.
+        merged = [sys.intern(t) for t in _merge_tags(list(tags), category)]
+        at = self.row.get(item_id)
+        if at is None:
+            at = self._free.pop() if self._free else len(self.title)
+            if at == len(self.title):
+                self.title.append(None), self.text.append(None), self.tags.append([])
+            self.row[item_id] = at
+        self.title[at], self.text[at], self.tags[at] = title, text, merged
+
+    def remove(self, item_id: str) -> None:
+        """Take ``item_id`` down; unknown ids are ignored."""
+        at = self.row.pop(item_id, None)
+        if at is not None:
+            self.title[at], self.text[at], self.tags[at] = None, None, []
+            self._free.append(at)
+
+    @classmethod
+    def from_records(cls, items: Iterable[Mapping]) -> CatalogColumns:
+        """Columns of catalogue mappings (``item_id``, optional ``title``, ``text``, ``category``,
+        ``tags``), later records of an id replacing earlier ones: for tests and small inputs."""
+        out = cls()
+        for it in items:
+            tags = it.get("tags") or ()
+            out.put(str(it["item_id"]), it.get("title"), it.get("text"), it.get("category"),
+                    [tags] if isinstance(tags, str) else list(tags))
+        return out
+
+    def catalog(self, items: IdMap, report: CleaningReport | None = None) -> ItemCatalog:
+        """The catalogue in ``items`` order, filled as ``preprocess`` fills it: a missing title
+        becomes the id, missing text the title; ``report.items_filled`` counts such items."""
+        titles, texts, tags = [], [], []
+        filled = 0
+        for external in items.ids:
+            at = self.row.get(external)
+            title = None if at is None else _text_or_none(self.title[at])
+            text = None if at is None else _text_or_none(self.text[at])
+            if title is None or text is None:
+                filled += 1
+            titles.append(title if title is not None else external)
+            texts.append(text if text is not None else (title or ""))
+            tags.append([] if at is None else self.tags[at])  # already what _tag_list makes: shared, not copied
+        if report is not None:
+            report.items_filled = filled
+        return ItemCatalog(items=items, title=titles, text=texts, tags=tags)
+
+
 def weights(event_type: np.ndarray, value: np.ndarray) -> np.ndarray:
     """float64 (n,) implicit-feedback weights: ``models.feedback.event_weight`` over columns."""
     w = _BASE[event_type.astype(np.intp)]
@@ -88,11 +159,12 @@ def weights(event_type: np.ndarray, value: np.ndarray) -> np.ndarray:
     return w
 
 
-def interactions_from_columns(columns: EventColumns, items: Iterable[Mapping] | None = None,
+def interactions_from_columns(columns: EventColumns, items: CatalogColumns | Iterable[Mapping] | None = None,
                               name: str = "events") -> tuple[Interactions, ItemCatalog, CleaningReport]:
     """Clean ``columns`` as :func:`models.data.preprocess.preprocess` cleans an event log with its
-    defaults (first row of each repeated pair, with the pair's largest weight); ``items`` are catalogue
-    mappings (``item_id``, ``title``, ``text``, ``tags``). Raises ``DataError`` when nothing is left."""
+    defaults (first row of each repeated pair, with the pair's largest weight); ``items`` is the
+    catalogue, as :class:`CatalogColumns` or as mappings (:meth:`CatalogColumns.from_records`).
+    Raises ``DataError`` when nothing is left."""
     report = CleaningReport(n_input=len(columns))
     user, item, etype, value, ts = (columns.user, columns.item, columns.event_type, columns.value,
                                     columns.timestamp)
@@ -118,10 +190,9 @@ def interactions_from_columns(columns: EventColumns, items: Iterable[Mapping] | 
     item_map, item_index = _id_map(item[rows], columns.item_ids)
     interactions = Interactions(user=user_index, item=item_index, timestamp=ts[rows].astype(np.int64),
                                 weight=w.astype(np.float32), users=users, items=item_map)
-    records = list(items) if items is not None else []
-    frame = _items_frame(pd.DataFrame.from_records(records), name) if records else None
-    catalog_raw = RawData(events=pd.DataFrame(), items=frame, name=name)
-    catalog = _align_catalog(item_map, _catalog_frame(catalog_raw), report)
+    if not isinstance(items, CatalogColumns):
+        items = CatalogColumns.from_records(items or ())
+    catalog = items.catalog(item_map, report)
     report.n_output, report.n_users, report.n_items = len(interactions), len(users), len(item_map)
     log.info("cleaned name=%s rows_in=%d rows_out=%d users=%d items=%d dropped=%s", name, report.n_input,
              report.n_output, report.n_users, report.n_items,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from aiokafka import TopicPartition
@@ -50,6 +50,7 @@ class Batch:
     offsets: list[int]
     values: list[bytes | None]
     timestamps: list[int]
+    keys: list[bytes | None] = field(default_factory=list)
 
 
 def split_budget(sizes: dict[int, int], budget: int) -> dict[int, int]:
@@ -101,12 +102,13 @@ async def read_window(settings: Settings, window: Window, on_batch: Callable[[Ba
     partition is still short of its end (a window of any size may take as long
     as it reads).
     """
+    todo = {p: r for p, r in window.ranges.items() if r[0] < r[1]}
+    if not todo:
+        # Before any consumer starts: aiokafka's stop() right after start() can raise CancelledError.
+        return 0
+    partitions = [TopicPartition(window.topic, p) for p in sorted(todo)]
     consumer = await started_consumer(range_consumer(settings))
     try:
-        todo = {p: r for p, r in window.ranges.items() if r[0] < r[1]}
-        partitions = [TopicPartition(window.topic, p) for p in sorted(todo)]
-        if not partitions:
-            return 0
         consumer.assign(partitions)
         for tp in partitions:
             consumer.seek(tp, todo[tp.partition][0])
@@ -125,7 +127,7 @@ async def read_window(settings: Settings, window: Window, on_batch: Callable[[Ba
                 kept = [m for m in messages if start <= m.offset < end]
                 if kept:
                     on_batch(Batch(tp.partition, [m.offset for m in kept], [m.value for m in kept],
-                                   [m.timestamp for m in kept]))
+                                   [m.timestamp for m in kept], [m.key for m in kept]))
                     read += len(kept)
                 if messages:
                     delivered[tp.partition] = messages[-1].offset + 1

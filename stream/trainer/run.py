@@ -241,8 +241,8 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     giving the settings the selection does not choose; ``fixed`` trains ``config``
     exactly. With ``warm_start``, a candidate starts from the served version's
     weights when its towers have the same shape (item rows matched by item id);
-    otherwise from scratch. ``progress`` (default ``config.progress``): a progress bar while
-    reading the window (:func:`stream.trainer.snapshot.snapshot_events`). ``nproc`` > 1 trains
+    otherwise from scratch. ``progress`` (default ``config.progress``): progress bars while
+    reading the window and the catalogue (:mod:`stream.trainer.snapshot`). ``nproc`` > 1 trains
     ``config`` on that many processes with DDP, each on a disjoint shard of the users
     (:mod:`models.train.sharded`); the selection then defaults to ``fixed`` (the automatic
     choice trains on one process).
@@ -254,13 +254,14 @@ def train_once(settings: Settings, config: TrainConfig | None = None, margin: fl
     select = select or ("fixed" if nproc > 1 else settings.train_select)
     if nproc > 1 and select == "auto":
         raise ConfigError("training on several processes (--nproc) trains one configuration: use --select fixed")
-    columns, snap = snapshot_events(settings, progress=config.progress if progress is None else progress)
+    progress = config.progress if progress is None else progress
+    columns, snap = snapshot_events(settings, progress=progress)
     run = TrainRun(published=False, reason="", events=len(columns), invalid_events=snap.invalid, snapshot=snap)
     if not len(columns):
         run.reason = "no events to train on"
         run.seconds = time.perf_counter() - started
         return run
-    interactions, catalog, _ = interactions_from_columns(columns, snapshot_items(settings),
+    interactions, catalog, _ = interactions_from_columns(columns, snapshot_items(settings, progress=progress),
                                                          name=settings.topic(EVENTS))
     del columns  # the interactions hold what training needs
     split = leave_last_out(interactions, catalog)

@@ -1,4 +1,4 @@
-"""The trainer's snapshot: the training window of ``events`` as NumPy columns, and the whole catalogue.
+"""The trainer's snapshot: the training window of ``events`` as NumPy columns, and the whole catalogue as columns.
 
 The window (``STREAMREC_TRAIN_WINDOW_EVENTS``, ``STREAMREC_TRAIN_WINDOW_DAYS``)
 is read from the topic's end backwards (:mod:`stream.kafka.window`); each
@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from models.data.columns import BYTES_PER_EVENT, TYPE_CODE, EventColumns
+from models.data.columns import BYTES_PER_EVENT, TYPE_CODE, CatalogColumns, EventColumns
 from stream.core.events import parse_event
 from stream.core.items import parse_item
 from stream.core.topics import EVENTS, ITEMS
 from stream.errors import ConfigError, InvalidEvent, InvalidRecord
-from stream.kafka.reader import read_range
 from stream.kafka.window import Batch, Window, plan_window, read_window
 from stream.settings import Settings
 
@@ -191,17 +190,49 @@ def snapshot_events(settings: Settings, progress: bool = False, available: int |
     return columns, report
 
 
-def snapshot_items(settings: Settings) -> list[dict[str, Any]]:
-    """The latest valid record of each catalogue item (the compacted ``items`` topic, read whole)."""
-    items: dict[str, dict[str, Any]] = {}
-    for record in asyncio.run(read_range(settings, settings.topic(ITEMS))):
-        if record.value is None:  # a tombstone takes the item down
-            if record.key is not None:
-                items.pop(record.key.decode("utf-8", "replace"), None)
+def add_items(catalog: CatalogColumns, batch: Batch) -> int:
+    """Apply one fetched batch of the ``items`` topic to ``catalog`` in offset order: a valid record
+    replaces its item's row, a tombstone removes it; returns how many records were invalid (the
+    worker logs and ignores those too)."""
+    invalid = 0
+    keys = batch.keys or [None] * len(batch.values)
+    for key, raw in zip(keys, batch.values):
+        if raw is None:
+            if key is not None:
+                catalog.remove(key.decode("utf-8", "replace"))
             continue
         try:
-            item = parse_item(record.value)
+            item = parse_item(raw)
         except InvalidRecord:
-            continue  # the worker logs and ignores it too
-        items[item.item_id] = item.to_dict()
-    return list(items.values())
+            invalid += 1
+            continue
+        catalog.put(item.item_id, item.title, item.text, item.category, item.tags)
+    return invalid
+
+
+def snapshot_items(settings: Settings, progress: bool = False) -> CatalogColumns:
+    """The latest valid record of each catalogue item (the compacted ``items`` topic, read whole), as columns.
+
+    Records are applied as they are fetched, one partition after another (so an
+    id written to two partitions ends as a read in partition then offset order
+    would leave it), never collected first.
+    """
+    window = asyncio.run(plan_window(settings, settings.topic(ITEMS)))
+    catalog = CatalogColumns()
+    invalid = 0
+    bar = tqdm(total=window.events, unit="rec", unit_scale=True, desc="snapshot items", disable=not progress,
+               leave=False)
+
+    def on_batch(batch: Batch) -> None:
+        nonlocal invalid
+        invalid += add_items(catalog, batch)
+        bar.update(len(batch.offsets))
+
+    try:
+        for partition, offsets in sorted(window.ranges.items()):
+            if offsets[0] < offsets[1]:
+                asyncio.run(read_window(settings, Window(window.topic, {partition: offsets}), on_batch))
+    finally:
+        bar.close()
+    log.info("snapshot items=%d invalid=%d offsets=%d", len(catalog), invalid, window.events)
+    return catalog

@@ -10,7 +10,7 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from stream.core.topics import EVENTS
+from stream.core.topics import EVENTS, ITEMS
 from stream.kafka.config import kafka_python_options
 from stream.kafka.reader import end_offsets
 from stream.kafka.window import DAY_MS, plan_window
@@ -92,3 +92,24 @@ def test_a_trainer_run_trains_on_its_window_only(settings, topics, nproc):
     assert run.snapshot.offsets == window and run.events == window and run.invalid_events == 0
     assert run.snapshot.first_ms > min(e["timestamp_ms"] for e in data.events)  # the oldest events left out
     assert f"window_offsets={window}" in run.summary()
+
+
+def test_the_catalogue_snapshot_keeps_each_items_latest_valid_record(settings, topics):
+    from models.data.dataset import IdMap
+    from stream.trainer.snapshot import snapshot_items
+
+    records = [(b"a", {"item_id": "a", "title": "first"}), (b"b", {"item_id": "b", "title": "B", "category": "Jazz"}),
+               (b"c", {"item_id": "c", "title": "C"}), (b"a", {"item_id": "a", "title": "second", "tags": ["x"]}),
+               (b"c", None), (b"d", b"{broken"), (b"e", {"item_id": "e", "tags": "not a list"})]
+    producer = KafkaProducer(**kafka_python_options(settings), acks="all")
+    try:
+        for key, value in records:
+            raw = value if value is None or isinstance(value, bytes) else json.dumps(value).encode()
+            producer.send(settings.topic(ITEMS), key=key, value=raw)
+        producer.flush(30)
+    finally:
+        producer.close(10)
+    catalog = snapshot_items(settings)
+    assert sorted(catalog.row) == ["a", "b"]  # c taken down by its tombstone, d and e invalid
+    built = catalog.catalog(IdMap(("a", "b", "c")))
+    assert built.title == ["second", "B", "c"] and built.tags == [["x"], ["jazz"], []]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.data.columns import BYTES_PER_EVENT, TYPES, EventColumns, interactions_from_columns, weights
+from models.data.columns import (BYTES_PER_EVENT, TYPES, CatalogColumns, EventColumns, interactions_from_columns,
+                                 weights)
+from models.data.dataset import IdMap
 from models.data.loaders import from_events
 from models.data.preprocess import preprocess
 from models.data.synthetic import generate_demo_dataset
@@ -57,3 +59,39 @@ def test_nothing_positive_left_is_a_data_error():
     skips = [{"user_id": "u", "item_id": "i", "event_type": "skip", "timestamp_ms": 1_767_225_600_000}]
     with pytest.raises(DataError, match="no interactions"):
         interactions_from_columns(EventColumns.from_records(skips))
+
+
+def test_catalogue_columns_fill_as_the_dataframe_path_does():
+    events, _ = _events_with_replays_and_ties()
+    data_items = list(generate_demo_dataset(n_users=60, n_items=40, events_per_user=25, seed=3).items)
+    items = [
+        *data_items[:25],
+        {"item_id": data_items[3]["item_id"], "title": "Replaced", "category": "Noise|Jazz, Rock"},  # later wins
+        {"item_id": data_items[4]["item_id"], "title": "  ", "text": None, "tags": ["  Spaced ", "spaced"]},
+        {"item_id": data_items[5]["item_id"], "text": "text only", "tags": "single"},
+        {"item_id": "not-in-events", "title": "never consumed"},
+    ]
+    _, old_catalog, old_report = preprocess(from_events(events, items, name="t"))
+    columns = CatalogColumns.from_records(items)
+    assert len(columns) == 26  # 25 ids, three replaced, one extra
+    new, new_catalog, new_report = interactions_from_columns(EventColumns.from_records(events), columns, name="t")
+    assert new_catalog.items == old_catalog.items
+    assert (new_catalog.title, new_catalog.text, new_catalog.tags) == (old_catalog.title, old_catalog.text,
+                                                                       old_catalog.tags)
+    assert new_report.items_filled == old_report.items_filled > 0
+    at = new_catalog.items.index(data_items[3]["item_id"])
+    assert (new_catalog.title[at], new_catalog.tags[at]) == ("Replaced", ["noise", "jazz", "rock"])
+
+
+def test_catalogue_columns_remove_and_reuse_rows():
+    catalog = CatalogColumns()
+    catalog.put("a", "A", tags=["x"])
+    catalog.put("b", "B", category="Cat")
+    catalog.remove("a")
+    catalog.remove("never-held")
+    assert len(catalog) == 1 and len(catalog.title) == 2
+    catalog.put("c", "C")
+    assert len(catalog) == 2 and len(catalog.title) == 2  # a's row is reused
+    built = catalog.catalog(IdMap(("a", "b", "c")))
+    assert built.title == ["a", "B", "C"]  # a was taken down: filled from its id
+    assert built.tags == [[], ["cat"], []]

@@ -8,14 +8,15 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from models.data.columns import TYPES, EventColumns, interactions_from_columns
+from models.data.columns import TYPES, CatalogColumns, EventColumns, interactions_from_columns
+from models.data.dataset import IdMap
 from models.data.loaders import from_events
 from models.data.preprocess import preprocess
 from models.data.synthetic import generate_demo_dataset
 from stream.core.events import MAX_RECORD_BYTES
 from stream.errors import ConfigError
 from stream.kafka.window import Batch, Window, split_budget
-from stream.trainer.snapshot import PEAK_BYTES_PER_EVENT, ColumnsBuilder, check_fits, memory_available
+from stream.trainer.snapshot import PEAK_BYTES_PER_EVENT, ColumnsBuilder, add_items, check_fits, memory_available
 
 NOW = 1_767_225_600_000
 
@@ -144,3 +145,18 @@ def test_a_window_of_ever_new_ids_is_stopped_before_the_ids_fill_memory():
                   [0] * 100)
     with pytest.raises(ConfigError, match="ids take more than.*STREAMREC_TRAIN_WINDOW_EVENTS"):
         builder.add(batch)
+
+
+def test_catalogue_batches_replace_remove_and_skip_hostile_records():
+    catalog = CatalogColumns()
+    item = lambda **f: json.dumps(f).encode()  # noqa: E731
+    values = [item(item_id="a", title="A", category="Jazz"), item(item_id="b", title="B"),
+              b"{not json", item(item_id="c", tags="not a list"), item(title="no id"),
+              item(item_id="a", title="A2", tags=["x"]), None, None, item(item_id="d", text="D")]
+    keys = [b"a", b"b", b"x", b"c", None, b"a", b"b", None, b"d"]  # a tombstone without a key is ignored
+    invalid = add_items(catalog, Batch(0, list(range(len(values))), values, [0] * len(values), keys))
+    assert invalid == 3
+    assert sorted(catalog.row) == ["a", "d"]
+    built = catalog.catalog(IdMap(("a", "b", "d")))
+    assert built.title == ["A2", "b", "d"] and built.text == ["A2", "", "D"]  # text falls back to the record's own title
+    assert built.tags == [["x"], [], []]
