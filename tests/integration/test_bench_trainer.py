@@ -23,7 +23,11 @@ def test_trainer_scale_quick_with_a_window_and_a_reuse(kafka_bootstrap, tmp_path
 
     again = tmp_path / "window.json"
     assert main(["--bootstrap", kafka_bootstrap, "--quick", "--partitions", "4", "--window", "5000",
-                 "--reuse", result["topic_prefix"], "--no-baseline", "--out", str(again)]) == 0
+                 "--reuse", result["topic_prefix"], "--no-baseline", "--parquet", "--catalog", "300",
+                 "--out", str(again)]) == 0
     windowed = json.loads(again.read_text())
     assert windowed["produce_events_per_s"] is None and windowed["events_in_topic"] == QUICK_EVENTS
-    assert [r["events_read"] for r in windowed["rows"]] == [5000]
+    assert [r["path"] for r in windowed["rows"]] == ["columns", "parquet write", "parquet cache read"]
+    assert [r["events_read"] for r in windowed["rows"]] == [5000] * 3
+    assert windowed["rows"][0]["interactions"] == windowed["rows"][2]["interactions"] > 0  # the cache holds the same
+    assert [(r["path"], r["events_read"]) for r in windowed["catalog_rows"]] == [("catalog columns", 300)]
