@@ -10,13 +10,13 @@ Every :class:`TrainConfig` field is an option (``--max-len``, ``--loss``, ...; s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
 from models.data.dataset import leave_last_out, load_dataset
@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(str(e))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
-        backend = "nccl" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "gloo"
+        from models.train.sharded import backend_for
+
+        # NCCL only when every rank on this node has a GPU of its own; else every rank on the CPU.
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+        backend = backend_for(config, local_ranks)
+        if backend == "gloo" and config.device == "auto":
+            config = dataclasses.replace(config, device="cpu")
         dist.init_process_group(backend=backend)
     try:
         return _run(args, config)

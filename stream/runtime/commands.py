@@ -12,6 +12,7 @@ from typing import Any
 import click
 from aiokafka.errors import KafkaError
 from faust.cli import AppCommand, argument, option
+from kafka.errors import KafkaError as PythonKafkaError  # kafka-python's: the admin client and EventProducer
 
 from stream.errors import ConfigError
 from stream.runtime.app import app
@@ -33,7 +34,7 @@ class ClientCommand(AppCommand):
         except click.ClickException as e:  # Faust's caller would print its traceback and exit 1
             e.show()
             raise SystemExit(e.exit_code) from None
-        except (KafkaError, OSError, TimeoutError) as e:
+        except (KafkaError, PythonKafkaError, OSError, TimeoutError) as e:
             click.echo(f"Error: Kafka at {','.join(get_settings().kafka_bootstrap)} did not answer: {e!r}", err=True)
             raise SystemExit(1) from None
 
@@ -65,6 +66,7 @@ async def create_topics(self: AppCommand) -> None:
            help="Also publish the catalogue to the items topic."),
     option("--rebase/--no-rebase", default=True, show_default=True,
            help="Shift the generated timestamps so the last event happens now (gaps kept)."),
+    base=ClientCommand,
 )
 async def produce(self: AppCommand, n_events: int, users: int | None, items: int, seed: int,
                   rate: float | None, catalog: bool, rebase: bool) -> None:
@@ -102,6 +104,7 @@ async def produce(self: AppCommand, n_events: int, users: int | None, items: int
            help="Shift timestamps so the first event happens now (gaps kept)."),
     option("--strict/--no-strict", default=False, show_default=True,
            help="Stop at the first invalid event instead of skipping and counting it."),
+    base=ClientCommand,
 )
 async def replay(self: AppCommand, file: Path, rate: float | None, rebase: bool, strict: bool) -> None:
     """Send the events of FILE (JSON lines or CSV) in file order: streamrec replay FILE."""
@@ -235,7 +238,7 @@ def _train_config(values: dict[str, Any]):
         raise click.UsageError(str(e)) from e
 
 
-@app.command(*_TRAIN_OPTIONS)
+@app.command(*_TRAIN_OPTIONS, base=ClientCommand)
 async def train(self: AppCommand, margin: float, publish: bool, warm_start: bool, select: str | None,
                 time_budget_s: float | None, nproc: int, **config: Any) -> None:
     """Train once on a snapshot of the topics; publish the version if it is not worse."""
@@ -245,8 +248,8 @@ async def train(self: AppCommand, margin: float, publish: bool, warm_start: bool
         run = await asyncio.to_thread(train_once, get_settings(), _train_config(config), margin,
                                       publish=publish, warm_start=warm_start, select=select,
                                       time_budget_s=time_budget_s, nproc=nproc)
-    except ConfigError as e:  # a window too large for memory, --nproc with --select auto
-        raise click.ClickException(str(e)) from None
+    except (ConfigError, LookupError) as e:  # a window too large for memory, --nproc with --select auto, no topic
+        raise click.ClickException(str(e).strip("'\"")) from None
     _echo(run.summary())
 
 

@@ -111,3 +111,11 @@ def test_evaluate_command_writes_table_json_and_chart(shared_data, tmp_path):
     bad = subprocess.run([str(STREAMREC), "evaluate", "--models", "nope"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode != 0 and "unknown model(s) nope" in bad.stderr
+
+
+@pytest.mark.kafka
+def test_train_without_the_topics_is_a_one_line_error(settings):
+    out = run(settings, "train", "--select", "fixed", "--epochs", "1")  # nothing created under this prefix
+    assert out.returncode == 1
+    assert f"Error: topic {settings.topic(EVENTS)} does not exist" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
