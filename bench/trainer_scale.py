@@ -11,13 +11,14 @@ figure is one fresh process's. With ``--baseline``
 former snapshot: every record into a list, one dict per event, a DataFrame,
 ``preprocess``. With ``--parquet``, one child writes the window's columns to
 a Parquet file and another reads them back and cleans them: what a cache
-between runs would cost on a hit. With ``--catalog M``, M generated catalogue records (title,
-text, category, tags) go to the ``items`` topic and two more children read the
-catalogue alone: as columns (:func:`stream.trainer.snapshot.snapshot_items`)
+between runs would cost on a hit. With ``--catalog M``, M generated catalogue
+records (title, text, category, tags) go to the ``items`` topic and two more
+children read the catalogue alone: as columns (:func:`stream.trainer.snapshot.snapshot_items`)
 and the former way (every record, one dict per item, a DataFrame).
 
     python bench/trainer_scale.py [--quick] [--events N] [--window W] [--partitions P]
-                                  [--catalog M] [--parquet] [--reuse PREFIX] [--baseline/--no-baseline] [--out FILE]
+                                  [--catalog M] [--parquet] [--reuse PREFIX]
+                                  [--baseline/--no-baseline] [--out FILE]
 
 ``--reuse PREFIX`` reads the topics of an earlier run's namespace (printed by
 it) instead of producing again: a window of 10^6 over 10^7 events without
@@ -243,7 +244,8 @@ def parquet_read(settings: Settings) -> tuple[int, int, int]:
     return len(columns), 0, len(interactions)
 
 
-PATHS = {"columns": new_snapshot, "parquet write": parquet_write, "parquet cache read": parquet_read, "dicts (before)": old_snapshot, "catalog columns": catalog_columns,
+PATHS = {"columns": new_snapshot, "dicts (before)": old_snapshot, "parquet write": parquet_write,
+         "parquet cache read": parquet_read, "catalog columns": catalog_columns,
          "catalog dicts (before)": catalog_dicts}
 
 

@@ -107,11 +107,14 @@ class CatalogColumns:
         # Interned: a catalogue's tags come from a small vocabulary, so each is held once, not per item.
         merged = [sys.intern(t) for t in _merge_tags(list(tags), category)]
         at = self.row.get(item_id)
+        if at is None and not self._free:  # a new row at the end
+            self.row[item_id] = len(self.title)
+            self.title.append(title)
+            self.text.append(text)
+            self.tags.append(merged)
+            return
         if at is None:
-            at = self._free.pop() if self._free else len(self.title)
-            if at == len(self.title):
-                self.title.append(None), self.text.append(None), self.tags.append([])
-            self.row[item_id] = at
+            at = self.row[item_id] = self._free.pop()
         self.title[at], self.text[at], self.tags[at] = title, text, merged
 
     def remove(self, item_id: str) -> None:

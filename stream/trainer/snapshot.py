@@ -229,9 +229,8 @@ def snapshot_items(settings: Settings, progress: bool = False) -> CatalogColumns
         bar.update(len(batch.offsets))
 
     try:
-        for partition, offsets in sorted(window.ranges.items()):
-            if offsets[0] < offsets[1]:
-                asyncio.run(read_window(settings, Window(window.topic, {partition: offsets}), on_batch))
+        for partition, offsets in sorted(window.ranges.items()):  # an empty one returns at once
+            asyncio.run(read_window(settings, Window(window.topic, {partition: offsets}), on_batch))
     finally:
         bar.close()
     log.info("snapshot items=%d invalid=%d offsets=%d", len(catalog), invalid, window.events)
