@@ -93,6 +93,17 @@ class ItemTower(nn.Module):
         """Vectors of every item: float32 (n_items, dim), row ``i`` = item index ``i``."""
         return self(torch.arange(1, self.n_items + 1, device=self.id_embedding.weight.device))
 
+    def table(self) -> torch.Tensor:
+        """What :meth:`forward` gives each token, as a (n_items + 1, dim) table (row 0, padding: zeros):
+        a frozen model's history lookups are then one gather. Eval mode, no autograd."""
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return torch.cat([torch.zeros(1, self.dim, device=self.id_embedding.weight.device), self.all_items()])
+        finally:
+            self.train(was)
+
     def from_content(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Cold-start vectors from content only: features float32 (m, n_features) -> (m, dim)."""
         f = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.id_embedding.weight.device)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.towers.item import ItemTower
@@ -43,6 +44,21 @@ class TwoTower(nn.Module):
         self.user_tower: UserTower = make_user_tower(
             kind, item, max_len=int(spec["max_len"]), dropout=float(spec["dropout"]), **extra
         )
+        self._item_table: torch.Tensor | None = None  # set by freeze()
+
+    def freeze(self) -> TwoTower:
+        """Serve from now on: eval mode, no gradients, the item tower's outputs computed once
+        (:meth:`ItemTower.table`) so :meth:`user_vectors` looks history items up instead of
+        running the item tower per event. The weights must not change afterwards."""
+        self.eval()
+        self.requires_grad_(False)
+        self._item_table = self.item_tower.table()
+        return self
+
+    def train(self, mode: bool = True) -> TwoTower:
+        if mode and self._item_table is not None:
+            raise RuntimeError("a frozen (serving) model cannot be trained: its item table would go stale")
+        return super().train(mode)
 
     @property
     def item_tower(self) -> ItemTower:
@@ -70,20 +86,32 @@ class TwoTower(nn.Module):
         device = self.item_tower.id_embedding.weight.device
         out = np.zeros((len(histories), self.item_tower.dim), dtype=np.float32)
         max_len = self.user_tower.max_len
-        # Every tower ignores padding (tests/unit/models/test_towers.py), so a chunk is padded to its
-        # longest history only, and chunks are cut from histories sorted by length: users of a few
-        # events do not pay for max_len steps.
+        # A chunk is padded to its longest history only, and chunks are cut from histories sorted
+        # by length: users of a few events do not pay for max_len steps.
         lengths = np.fromiter((min(len(h), max_len) for h in histories), dtype=np.int64, count=len(histories))
         order = np.argsort(lengths, kind="stable")
+        order = order[lengths[order] > 0]  # empty histories stay zeros
         try:
-            for start in range(0, len(histories), batch_size):
+            for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                width = max(1, int(lengths[rows[-1]]))
-                tokens = torch.as_tensor(left_pad([histories[r] for r in rows], width), device=device)
-                out[rows] = self.user_tower(tokens).float().cpu().numpy()
+                width = int(lengths[rows[-1]])
+                tokens = torch.as_tensor(right_pad([histories[r] for r in rows], width), device=device)
+                embedded = (self.item_tower(tokens) if self._item_table is None
+                            else F.embedding(tokens, self._item_table))
+                chunk = self.user_tower.encode_last(embedded, torch.as_tensor(lengths[rows], device=device))
+                out[rows] = chunk.float().cpu().numpy()
         finally:
             self.train(was)
         return out
+
+
+def right_pad(histories: list[np.ndarray], max_len: int) -> np.ndarray:
+    """Tokens int64 (len(histories), max_len): the last ``max_len`` item indices + 1 first, then 0s."""
+    out = np.zeros((len(histories), max_len), dtype=np.int64)
+    for r, h in enumerate(histories):
+        h = np.asarray(h, dtype=np.int64)[-max_len:]
+        out[r, : len(h)] = h + 1
+    return out
 
 
 def left_pad(histories: list[np.ndarray], max_len: int) -> np.ndarray:

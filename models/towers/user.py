@@ -58,6 +58,16 @@ class UserTower(nn.Module):
     def _encode(self, x: torch.Tensor, w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def encode_last(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """What :meth:`forward` returns without weights, from **right-padded** embedded histories:
+        ``x`` float32 (b, L, dim) (the item tower's output, or a frozen table's rows), row ``r``'s
+        events in ``x[r, :lengths[r]]``, ``lengths`` int64 (b,) at least 1 -> float32 (b, dim).
+        The serving path: towers may compute only what the last event's position needs."""
+        b, L = x.shape[:2]
+        mask = torch.arange(L, device=x.device).unsqueeze(0) >= (L - lengths).unsqueeze(1)
+        left = _right_to_left(x, lengths)
+        return self._encode(left, mask.to(x.dtype), mask)[:, -1]
+
     @torch.no_grad()
     def encode(self, history: Sequence[int] | np.ndarray, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
         """One user's vector from chronological item indices (the last ``max_len`` are used).
@@ -133,6 +143,12 @@ class GRUUserTower(UserTower):
         h, _ = self.gru(_left_to_right(self.dropout(x * w.unsqueeze(-1)), lengths))
         return self.out(self.dropout(_right_to_left(h, lengths)))
 
+    def encode_last(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return super().encode_last(x, lengths)
+        h, _ = self.gru(x)  # right-padded already: the steps after a row's last event never reach it
+        return self.out(h[torch.arange(x.shape[0], device=x.device), lengths - 1])
+
 
 class CNNUserTower(UserTower):
     """Causal dilated 1-D convolutions with residuals (NextItNet-style)."""
@@ -188,6 +204,10 @@ class SASRecUserTower(UserTower):
         self.norm = nn.LayerNorm(self.dim)
 
     def _encode(self, x: torch.Tensor, w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.encoder(*self._inputs(x, w, mask)))
+
+    def _inputs(self, x: torch.Tensor, w: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first layer's input and the attention mask (True: blocked), (b * heads, L, L)."""
         b, L = mask.shape
         lengths = mask.sum(1, keepdim=True)
         # Positions from the first real event, so left padding never shifts them.
@@ -198,8 +218,32 @@ class SASRecUserTower(UserTower):
         blocked = future.unsqueeze(0) | ~mask.unsqueeze(1)
         # Every query may see itself, so a padded query has one key and no NaN.
         blocked = blocked & ~torch.eye(L, dtype=torch.bool, device=x.device).unsqueeze(0)
-        attn = blocked.repeat_interleave(self.n_heads, dim=0)
-        return self.norm(self.encoder(h, mask=attn))
+        return h, blocked.repeat_interleave(self.n_heads, dim=0)
+
+    def encode_last(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # Right-padded, a causal mask alone is exact: a real position only sees earlier ones, all
+        # real, so no per-user mask is built and attention takes its causal kernel. Every layer
+        # but the last runs over the whole sequence (its outputs are the last layer's keys), the
+        # last for each user's last event alone (a third of the work at two layers). Eval mode:
+        # no dropout. Equal to forward()[:, -1] (tests/unit/models/test_towers.py).
+        if self.training:
+            return super().encode_last(x, lengths)
+        b, L, _ = x.shape
+        steps = torch.arange(L, device=x.device)
+        real = steps.unsqueeze(0) < lengths.unsqueeze(1)
+        h = (x * self.dim**0.5 + self.pos(steps.clamp(max=self.max_len - 1))) * real.unsqueeze(-1)
+        causal = steps.unsqueeze(0) > steps.unsqueeze(1)  # (q, k): key after query
+        layers = list(self.encoder.layers)
+        for layer in layers[:-1]:
+            h = layer(h, src_mask=causal, is_causal=True)
+        last = layers[-1]  # pre-norm (norm_first=True), as built above
+        keys = last.norm1(h)
+        rows, at = torch.arange(b, device=x.device), lengths - 1
+        query = keys[rows, at].unsqueeze(1)
+        attended = last.self_attn(query, keys, keys, key_padding_mask=~real, need_weights=False)[0][:, 0]
+        out = h[rows, at] + attended
+        out = out + last.linear2(last.activation(last.linear1(last.norm2(out))))
+        return self.norm(out)
 
 
 USER_TOWERS: dict[str, type[UserTower]] = {

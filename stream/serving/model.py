@@ -457,6 +457,7 @@ def model_from_artifact(artifacts_dir: str | Path, version: str, *, key: bytes |
     from models.artifacts import ArtifactError, load_version
 
     loaded = load_version(artifacts_dir, version, key=key)
+    loaded.model.freeze()  # served, never trained: history items looked up, not re-encoded per event
     path = loaded.path
     ids = list(loaded.items.ids)
     vectors = np.ascontiguousarray(loaded.item_embeddings, dtype=np.float32)

@@ -169,3 +169,42 @@ def test_batched_user_vectors_equal_one_user_at_a_time(kind) -> None:
     alone = np.stack([model.user_tower.eval().encode(h) for h in histories])
     np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-5)
     assert np.all(batched[1] == 0)
+
+
+@pytest.mark.parametrize("kind,extra", [(k, {}) for k in sorted(USER_TOWERS)]
+                         + [("sasrec", {"n_layers": 3, "n_heads": 2}), ("gru", {"n_layers": 2})])
+def test_serving_path_equals_the_training_forward(kind, extra) -> None:
+    # encode_last takes right-padded histories and computes only the last event's output (SASRec:
+    # a causal kernel without per-user masks, the last layer for one query): forward()[:, -1].
+    from models.towers.user import _left_to_right
+
+    tower = make_user_tower(kind, _item_tower(), max_len=12, dropout=0.3, **extra).eval()
+    tokens = torch.tensor([[0, 0, 0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 9],
+                           [0, 0, 11, 3, 3, 3, 2, 1]])
+    lengths = (tokens != 0).sum(1)
+    with torch.no_grad():
+        expected = tower(tokens)
+        right = _left_to_right(tower.item_tower(tokens), lengths)
+        got = tower.encode_last(right, lengths)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    tower.train()  # in training mode the general path (dropout on) still runs
+    assert tower.encode_last(right, lengths).shape == (4, DIM)
+
+
+def test_a_frozen_model_serves_the_same_vectors_and_refuses_training() -> None:
+    from models.towers.config import TowerConfig
+
+    content = np.random.default_rng(0).random((N_ITEMS, N_FEATURES)).astype(np.float32)
+    spec = {**TowerConfig(tower="sasrec", dim=DIM, max_len=12).tower_spec(N_ITEMS, N_FEATURES), "id_backoff": 2.0}
+    model = TwoTower(spec, content)
+    model.item_tower.set_id_counts(np.arange(N_ITEMS))
+    histories = [np.random.default_rng(r).integers(0, N_ITEMS, n) for r, n in enumerate((4, 0, 15, 1))]
+    before = model.user_vectors(histories)
+    table = model.freeze()._item_table
+    assert table is not None and table.shape == (N_ITEMS + 1, DIM) and torch.all(table[0] == 0)
+    torch.testing.assert_close(table[1:], model.item_tower.all_items())
+    np.testing.assert_allclose(model.user_vectors(histories), before, rtol=1e-5, atol=1e-6)
+    assert not any(p.requires_grad for p in model.parameters())
+    with pytest.raises(RuntimeError, match="frozen"):
+        model.train()
+    model.eval()  # eval stays allowed
