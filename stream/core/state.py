@@ -4,7 +4,7 @@ The state is a plain JSON object (the table's value), so a changelog record is
 readable by any tool and survives code changes that add fields:
 
 ``history``: the most recent events, oldest first, at most ``max_history``;
-each ``[item_id, event_type, timestamp_ms, weight]``.
+each ``[item_id, event_type, timestamp_ms, weight]`` (a tuple in memory).
 ``embedding``: the user's current vector, float32, base64 of its bytes (or null).
 ``counts``: events applied by type. ``last_recs``: the item ids of the last
 recommendation published (for the online hit rate). ``last_offset``: the offset of the last
@@ -14,7 +14,10 @@ under at-least-once) is recognised and not applied twice.
 :meth:`UserState.to_bytes` and :meth:`UserState.from_bytes` are the fast
 (orjson) forms of ``json.dumps(state.to_json(), separators=(",", ":"))`` and
 ``UserState.from_json(json.loads(raw))``: the same JSON (byte for byte when the
-ids are ASCII; other characters are written as UTF-8 instead of ``\\u`` escapes).
+ids are ASCII; other characters are written as UTF-8 instead of ``\\u`` escapes). Reading
+decodes and type-checks a state in one pass (msgspec, typed as :meth:`UserState.to_json` writes
+it); whatever that refuses takes the general path, which reads what the stdlib reads and names
+what is wrong.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 from scipy.sparse import csr_array
@@ -40,7 +44,7 @@ _EVENT_TYPES = {**{t.value: t for t in EventType}, **{t: t for t in EventType}}
 class UserState:
     """A user's recent history, embedding and counters (see module docstring)."""
 
-    history: list[list[Any]] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
     embedding: np.ndarray | None = None
     counts: dict[str, int] = field(default_factory=dict)
     last_offset: int = -1
@@ -61,6 +65,10 @@ class UserState:
         return {h[0] for h in self.history}
 
     def to_json(self) -> dict[str, Any]:
+        """The state as the JSON object stored (history rows as lists)."""
+        return {**self._fields(), "history": [list(h) for h in self.history]}
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "history": self.history,
             "embedding": None if self.embedding is None
@@ -73,7 +81,7 @@ class UserState:
 
     def to_bytes(self) -> bytes:
         """``json.dumps(self.to_json(), separators=(",", ":")).encode()``, several times faster."""
-        return dumps(self.to_json())
+        return dumps(self._fields())  # orjson writes the tuples as arrays: no per-row copy
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> UserState:
@@ -91,6 +99,12 @@ class UserState:
         if raw is None:
             return cls()
         try:
+            typed = _STATE.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
+            pass  # not what to_bytes writes, or JSON only the stdlib reads (NaN): the general path
+        else:
+            return cls._from_typed(typed)
+        try:
             data = loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise InvalidRecord("bad_state", f"stored user state is not JSON: {str(e)[:100]}") from e
@@ -103,23 +117,42 @@ class UserState:
         _check_decoded(data)
         history, counts, last_recs = data.get("history", []), data.get("counts", {}), data.get("last_recs", [])
         if copy:  # the caller's dict: the state must not share its lists
-            history, counts, last_recs = [list(h) for h in history], dict(counts), list(last_recs)
-        emb = data.get("embedding")
+            history, counts, last_recs = [tuple(h) for h in history], dict(counts), list(last_recs)
+        else:
+            history = list(map(tuple, history))
+        return cls._built(history, data.get("embedding"), counts, int(data.get("last_offset", -1)),
+                          data.get("model_version"), last_recs)
+
+    @classmethod
+    def _from_typed(cls, typed: _StoredState) -> UserState:
+        return cls._built(typed.history, typed.embedding, typed.counts, typed.last_offset, typed.model_version,
+                          typed.last_recs)
+
+    @classmethod
+    def _built(cls, history: list[tuple[Any, ...]], emb: str | None, counts: dict[str, int], last_offset: int,
+               model_version: str | None, last_recs: list[str]) -> UserState:
         try:
             vector = None if emb is None else np.frombuffer(base64.b64decode(emb, validate=True), dtype=np.float32).copy()
         except (ValueError, TypeError) as e:  # binascii.Error is a ValueError
             raise InvalidRecord("bad_state", f"embedding is not base64 float32: {str(e)[:100]}") from e
-        return cls(
-            history,
-            vector,
-            counts,
-            int(data.get("last_offset", -1)),
-            data.get("model_version"),
-            last_recs,
-        )
+        return cls(history, vector, counts, last_offset, model_version, last_recs)
 
 
-_ROW_TYPES = (str, str, int, (int, float))
+class _StoredState(msgspec.Struct):
+    """:meth:`UserState.to_json`'s shape, for the one-pass typed decode (what `_check_decoded` checks)."""
+
+    history: list[tuple[str, str, int, int | float]] = []
+    embedding: str | None = None
+    counts: dict[str, int] = {}
+    last_offset: int = -1
+    model_version: str | None = None
+    last_recs: list[str] = []
+
+
+_STATE = msgspec.json.Decoder(_StoredState)
+
+
+_ROW = (list, tuple)
 
 
 def _check_decoded(data: Any) -> None:
@@ -129,7 +162,7 @@ def _check_decoded(data: Any) -> None:
         raise InvalidRecord("bad_state", f"stored user state is a {type(data).__name__}, not an object")
     history, counts, last_recs = data.get("history", []), data.get("counts", {}), data.get("last_recs", [])
     if type(history) is not list or not all(
-            type(h) is list and len(h) == 4 and type(h[0]) is str and type(h[1]) is str and type(h[2]) is int
+            type(h) in _ROW and len(h) == 4 and type(h[0]) is str and type(h[1]) is str and type(h[2]) is int
             and type(h[3]) in (int, float) for h in history):
         raise InvalidRecord("bad_state", "history must be [item_id, event_type, timestamp_ms, weight] rows")
     if type(counts) is not dict or not all(type(v) is int for v in counts.values()):
@@ -193,7 +226,7 @@ def apply_event(
     etype = _EVENT_TYPES.get(event_type) or EventType(event_type)
     name = etype.value
     history = state.history
-    history.append([item_id, name, int(timestamp_ms), round(event_weight(etype, value), 4)])
+    history.append((item_id, name, int(timestamp_ms), round(event_weight(etype, value), 4)))
     if len(history) > max_history:
         del history[: len(history) - max_history]
     state.counts[name] = state.counts.get(name, 0) + 1

@@ -12,7 +12,7 @@ def test_apply_event_appends_counts_and_dedupes_by_offset():
     assert not apply_event(s, "i3", "click", 3000, None, offset=2)  # older offset
     assert s.items == ["i1", "i2"]
     assert s.counts == {"play": 1, "skip": 1}
-    assert s.history[0] == ["i1", "play", 1000, 2.0] and s.history[1][3] == -1.0
+    assert s.history[0] == ("i1", "play", 1000, 2.0) and s.history[1][3] == -1.0
     assert s.last_offset == 6
 
 
@@ -88,7 +88,7 @@ def test_from_bytes_equals_from_json_of_the_stdlib_json():
 def test_from_bytes_reads_what_only_the_stdlib_reads():
     raw = b'{"history":[["i1","play",1,NaN]],"embedding":null,"counts":{"play":1},"last_offset":3}'
     state = UserState.from_bytes(raw)
-    assert state.last_offset == 3 and state.history[0][:3] == ["i1", "play", 1] and np.isnan(state.history[0][3])
+    assert state.last_offset == 3 and state.history[0][:3] == ("i1", "play", 1) and np.isnan(state.history[0][3])
 
 
 def test_apply_event_accepts_members_and_names_and_rejects_unknown_types():
@@ -96,7 +96,7 @@ def test_apply_event_accepts_members_and_names_and_rejects_unknown_types():
     s = UserState()
     assert apply_event(s, "i1", EventType.LIKE, 1, None, offset=0)
     assert apply_event(s, "i2", "like", 2, None, offset=1)
-    assert s.history == [["i1", "like", 1, 2.0], ["i2", "like", 2, 2.0]] and s.counts == {"like": 2}
+    assert s.history == [("i1", "like", 1, 2.0), ("i2", "like", 2, 2.0)] and s.counts == {"like": 2}
     with pytest.raises(ValueError):
         apply_event(s, "i3", "zap", 3, None, offset=2)
 
@@ -151,6 +151,8 @@ def test_stored_bytes_that_are_not_a_state_raise_bad_state():
     for raw in (b"\xff\xfe", b"{not json", b"[1, 2]", b'"text"', b'{"history": 5}', b'{"history": [[1, 2]]}',
                 b'{"history": [["i1", "play", 1, "heavy"]]}', b'{"counts": {"play": "x"}}',
                 b'{"last_recs": [1]}', b'{"embedding": "***"}', b'{"embedding": 7}', b'{"last_offset": "9"}',
+                b'{"history": [["i1", "play", true, 1]]}', b'{"last_offset": true}', b'{"history": [["i1", "play", 1]]}',
+                b'{"history": [["i1", "play", 1, 1, 5]]}', b'{"model_version": 3}', b'{"counts": {"play": 1.5}}',
                 b"[" * 10_000):
         with pytest.raises(InvalidRecord) as caught:
             UserState.from_bytes(raw)
@@ -168,3 +170,20 @@ def test_the_state_bound_holds_for_the_largest_state():
     for _ in range(300):
         apply_event(state, worst_id, "purchase", 10**15, 1e9, state.last_offset + 1, max_history=300)
     assert len(state.to_bytes()) <= max_state_bytes(300, 100, 512)
+
+
+def test_the_typed_decode_reads_every_state_as_the_general_path_does():
+    # from_bytes decodes and type-checks in one pass; the general path (orjson or the stdlib, then
+    # _check_decoded) must give the same state for everything it accepts.
+    from stream.core.state import loads
+
+    valid = [b"{}", b'{"history": []}', b'{"history": [["i1", "play", 1, 2]], "extra": {"x": [1]}}',
+             rb'{"history": [["\u00e9t\u00e9", "skip", 5, -1.0]], "counts": {"skip": 1}, "last_offset": 9}',
+             UserState([("i1", "play", 1, 0.5), ("i2", "cart", 2, 3)], np.arange(3, dtype=np.float32), {"play": 1},
+                       4, "v1", ["i3"]).to_bytes(),
+             b'{"history": [["i1", "play", 18446744073709551615, 1]]}']  # past int64: the stdlib's
+    for raw in valid:
+        general = UserState._from_decoded(loads(raw), copy=False)
+        got = UserState.from_bytes(raw)
+        assert got.to_json() == general.to_json(), raw
+        assert all(type(h) is tuple for h in got.history)
