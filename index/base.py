@@ -156,7 +156,8 @@ class VectorIndex(ABC):
 
         Excluded ids are filtered out after fetching ``k + |exclude|`` candidates,
         so each query still gets ``k`` results when the index has them; sets larger
-        than ``config.exclude_overfetch_max`` use a faiss id selector instead.
+        than ``config.exclude_overfetch_max`` (HNSW: than what fits in the efSearch the
+        search uses anyway) use a faiss id selector instead, one query at a time.
         """
         q, k, scores, found = self._prepare(queries, k, exclude)
         m = q.shape[0]
@@ -230,20 +231,35 @@ class VectorIndex(ABC):
         flat, owner = flat[keep], owner[keep]
         sizes = np.bincount(owner, minlength=len(excluded)).astype(np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)])
-        cap = self._config.exclude_overfetch_max
+        cap = self._overfetch_cap(k)
         for row in np.flatnonzero(sizes > cap):
             d, i = self._search_any(q[row : row + 1], k, flat[starts[row] : starts[row + 1]])
             _place(scores, found, np.array([row]), d, i, k)
         small = np.flatnonzero(sizes <= cap)
-        # Bucket by the next power of two of |exclude| so one query with a long
-        # history does not make the whole batch fetch deep.
-        extra = np.where(sizes[small] > 0, 2 ** np.ceil(np.log2(np.maximum(sizes[small], 1))), 0).astype(np.int64)
+        extra = self._overfetch_buckets(sizes[small], cap)
         for fetch_extra in np.unique(extra):
             rows = small[extra == fetch_extra]
             d, i = self._search_any(q[rows], k + int(fetch_extra), None, wanted=k)
             if fetch_extra:
                 i[_pairs_in(rows, i, owner, flat)] = NO_ID
             _place(scores, found, rows, d, i, k)
+
+    def outgrown(self, n: int) -> bool:
+        """Whether a catalogue of ``n`` items has outgrown how this index was built (IVF: lists
+        sized for far fewer items), so a rebuild at ``n`` would search much faster."""
+        return False
+
+    def _overfetch_cap(self, k: int) -> int:
+        """The largest exclusion set a search of ``k`` handles by over-fetching; a larger one is
+        searched alone with a faiss id selector."""
+        return self._config.exclude_overfetch_max
+
+    def _overfetch_buckets(self, sizes: np.ndarray, cap: int) -> np.ndarray:
+        """How many extra results each query of exclusion set ``sizes`` (all <= ``cap``) fetches:
+        the next power of two of its size, so one query with a long history does not make the
+        whole batch fetch deep (at least ``sizes``, at most ``cap``)."""
+        pow2 = 2 ** np.ceil(np.log2(np.maximum(sizes, 1)))
+        return np.where(sizes > 0, np.minimum(pow2, cap), 0).astype(np.int64)
 
     def _search_any(self, q: np.ndarray, k: int, exclude: np.ndarray | None,
                     wanted: int | None = None) -> tuple[np.ndarray, np.ndarray]:

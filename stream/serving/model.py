@@ -194,9 +194,11 @@ class ServingModel:
         vecs = self.vectors[start:]
         if self.index is None:
             self.index = build_index(np.ascontiguousarray(vecs), ids, self.index_config)
-        elif _KIND_ORDER.index(self.index_config.resolve_kind(len(self.positions))) > _KIND_ORDER.index(self.index.kind):
+        elif (_KIND_ORDER.index(self.index_config.resolve_kind(len(self.positions))) > _KIND_ORDER.index(self.index.kind)
+              or self.index.outgrown(len(self.positions))):
             # Grown past what its kind is for (a flat index of a trained version's items taking a
-            # large catalogue in): rebuilt at the kind the settings choose for the new size.
+            # large catalogue in), or past how it was built (IVF lists sized for a tenth of the
+            # items): rebuilt at the kind and size the settings choose for the new size.
             every = np.sort(np.fromiter(self.positions.values(), dtype=np.int64, count=len(self.positions)))
             before = self.index.kind
             self.index = build_index(np.ascontiguousarray(self.vectors[every]), every, self.index_config)

@@ -62,6 +62,26 @@ def test_a_catalogue_that_outgrows_its_index_kind_is_reindexed_at_the_new_size()
     assert model.positions.get(items[3]["item_id"]) is None and 3 not in model.index.ids().tolist()
 
 
+def test_an_ivf_index_that_a_catalogue_outgrows_is_rebuilt_with_lists_for_the_new_size():
+    # IVF adds go into the lists it has: a version's index of a few items taking a catalogue ten
+    # times larger kept its few lists, each ten times longer, and every query scanned nprobe of them.
+    from index import IvfFlatIndex
+
+    items = generate_demo_dataset(n_users=5, n_items=4_000, events_per_user=2, seed=1).items
+    config = IndexConfig(kind="ivf", ivf_train_per_list=2, ivf_nprobe=4)
+    model = bootstrap_model(items[:200], dim=16, index_config=config)
+    assert isinstance(model.index, IvfFlatIndex)
+    small = model.index._index.nlist
+    assert small == config.resolve_nlist(200) and not model.index.outgrown(200)
+    assert model.add_items(items[200:260]) == 60 and model.index._index.nlist == small  # not yet: same lists
+    assert model.index.outgrown(4_000)
+    assert model.add_items(items[260:]) == 3_740
+    assert model.index._index.nlist == config.resolve_nlist(4_000) > small and len(model.index) == 4_000
+    fresh = model.positions[items[3_500]["item_id"]]
+    found, _ = model.search_positions(model.vectors[fresh][None, :], 5, [np.array([], dtype=np.int64)])
+    assert fresh in list(found[0])
+
+
 def test_vectors_grow_by_doubling_not_by_copying_every_batch():
     items = generate_demo_dataset(n_users=5, n_items=3000, events_per_user=2, seed=1).items
     model = bootstrap_model([], dim=8)
