@@ -67,19 +67,30 @@ class HnswIndex(VectorIndex):
         params = faiss.SearchParametersHNSW()
         # Sized to the results asked for; over-fetch for exclusions only has to fit in the list.
         params.efSearch = max(self._config.hnsw_ef(wanted or k), k)
-        bits = None
-        if exclude is not None and exclude.size:
-            keep = self._alive.copy()
-            keep[self._registry.slots(exclude)] = False
-            bits = np.packbits(keep, bitorder="little")
-        elif self._tombstones:
+        live = None
+        if self._tombstones:
             if self._alive_bits is None:
                 self._alive_bits = np.packbits(self._alive, bitorder="little")
-            bits = self._alive_bits
-        if bits is not None:
-            params.sel = faiss.IDSelectorBitmap(bits)
+            live = faiss.IDSelectorBitmap(self._alive_bits)
+        if exclude is not None and exclude.size:
+            # A hash of the excluded nodes (O(|exclude|) to build, not a bitmap of the whole graph).
+            params._excluded = faiss.IDSelectorBatch(self._registry.slots(exclude))
+            params._not_excluded = faiss.IDSelectorNot(params._excluded)  # selectors hold raw pointers
+            if live is None:
+                params.sel = params._not_excluded
+            else:
+                params._live = live
+                params.sel = faiss.IDSelectorAnd(live, params._not_excluded)
+        elif live is not None:
+            params._live = live
+            params.sel = live
         scores, pos = self._graph.search(q, k, params=params)
         return scores, labels_at(self._labels, pos)
+
+    def _overfetch_cap(self, k: int) -> int:
+        # Fetching up to the efSearch a plain search of k uses costs nothing more; beyond it every
+        # extra result widens the walk, and a selector search of the query alone is cheaper.
+        return min(self._config.exclude_overfetch_max, max(0, self._config.hnsw_ef(k) - k))
 
     def _search_selected(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = np.zeros(self._alive.size, dtype=bool)

@@ -45,3 +45,27 @@ def test_automatic_compaction_past_the_ratio(small: Dataset) -> None:
     assert index.describe()["tombstones"] == 0 and index.describe()["nodes"] == small.ids.size - 250
     _, ids = index.search(small.items[250:260], 1)
     np.testing.assert_array_equal(ids[:, 0], small.ids[250:260])
+
+
+def test_exclusions_past_the_efsearch_are_searched_with_a_selector(small: Dataset) -> None:
+    # Up to efSearch - k excluded ids ride on one over-fetch (free: the walk is that wide anyway);
+    # a longer history is searched alone with a selector of its ids (and the tombstones), so it
+    # never widens the walk to k + |exclude|. Either way: k results, none excluded or removed.
+    index = build_index(small.items, small.ids, IndexConfig(kind="hnsw"))
+    k = 10
+    cap = index._overfetch_cap(k)
+    assert cap == IndexConfig().hnsw_ef(k) - k and index._overfetch_buckets(np.array([0, 1, 7, 40, cap]), cap).tolist() == [
+        0, 1, 8, cap, cap]
+    gone = np.unique(small.truth[:, :2])
+    index.remove(gone)
+    live = [row[~np.isin(row, gone)] for row in small.truth]
+    n = len(small.queries)
+    # Alternate rows: a short exclusion (over-fetch) and one past the cap (selector), both the
+    # query's own nearest live ids, the hardest ids to exclude.
+    exclude = [set(live[r][: 5 if r % 2 else cap + 20].tolist()) for r in range(n)]
+    _, ids = index.search(small.queries, k, exclude=exclude)
+    assert (ids >= 0).all()
+    for r in range(n):
+        assert not set(ids[r].tolist()) & (exclude[r] | set(gone.tolist()))
+    truth = np.array([[i for i in live[r] if i not in exclude[r]][:k] for r in range(n)])
+    assert recall(ids[1::2], truth[1::2]) >= 0.9 and recall(ids[::2], truth[::2]) >= 0.9
