@@ -67,23 +67,18 @@ class HnswIndex(VectorIndex):
         params = faiss.SearchParametersHNSW()
         # Sized to the results asked for; over-fetch for exclusions only has to fit in the list.
         params.efSearch = max(self._config.hnsw_ef(wanted or k), k)
+        # Selectors hold raw pointers to the ones they combine: kept alive on params.
         live = None
         if self._tombstones:
             if self._alive_bits is None:
                 self._alive_bits = np.packbits(self._alive, bitorder="little")
-            live = faiss.IDSelectorBitmap(self._alive_bits)
+            live = params._live = params.sel = faiss.IDSelectorBitmap(self._alive_bits)
         if exclude is not None and exclude.size:
             # A hash of the excluded nodes (O(|exclude|) to build, not a bitmap of the whole graph).
             params._excluded = faiss.IDSelectorBatch(self._registry.slots(exclude))
-            params._not_excluded = faiss.IDSelectorNot(params._excluded)  # selectors hold raw pointers
-            if live is None:
-                params.sel = params._not_excluded
-            else:
-                params._live = live
+            params._not_excluded = params.sel = faiss.IDSelectorNot(params._excluded)
+            if live is not None:
                 params.sel = faiss.IDSelectorAnd(live, params._not_excluded)
-        elif live is not None:
-            params._live = live
-            params.sel = live
         scores, pos = self._graph.search(q, k, params=params)
         return scores, labels_at(self._labels, pos)
 

@@ -116,10 +116,9 @@ class UserState:
     def _from_decoded(cls, data: dict[str, Any], copy: bool) -> UserState:
         _check_decoded(data)
         history, counts, last_recs = data.get("history", []), data.get("counts", {}), data.get("last_recs", [])
+        history = list(map(tuple, history))  # rows are tuples in memory
         if copy:  # the caller's dict: the state must not share its lists
-            history, counts, last_recs = [tuple(h) for h in history], dict(counts), list(last_recs)
-        else:
-            history = list(map(tuple, history))
+            counts, last_recs = dict(counts), list(last_recs)
         return cls._built(history, data.get("embedding"), counts, int(data.get("last_offset", -1)),
                           data.get("model_version"), last_recs)
 
