@@ -7,6 +7,7 @@ import os
 import platform
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from stream.demo.local_worker import LocalWorker
@@ -45,11 +46,12 @@ def bench_settings(bootstrap: str, root: Path, partitions: int, **overrides) -> 
     return settings
 
 
-def start_worker(settings: Settings, root: Path, profile_to: str | None = None, items: int = 0) -> LocalWorker:
+def start_worker(settings: Settings, root: Path, profile_to: str | None = None, items: int = 0,
+                 poll: float = 0.3) -> LocalWorker:
     """A worker healthy (catalogue read, model loaded, index built): allow ~1 s per 1,000 catalogue items (an HNSW build on one thread)."""
     return LocalWorker(settings, root / settings.app_id / "worker.log",
                        profile_to=Path(profile_to).resolve() if profile_to else None).start(
-        timeout=120.0 + items / 1_000)
+        timeout=120.0 + items / 1_000, poll=poll)
 
 
 def print_profile(path: str, top: int = 30) -> None:
@@ -75,6 +77,59 @@ def wait_metric(worker: LocalWorker, name: str, target: float, timeout: float) -
             return time.monotonic()
         time.sleep(0.25)  # each scrape costs the worker a few ms of its event loop
     raise TimeoutError(f"{name} did not reach {target} within {timeout}s (now {worker.metric(name)})")
+
+
+class RunTooShort(RuntimeError):
+    """The worker processed the events too quickly for a measured window: ask for more events."""
+
+
+@dataclass(frozen=True)
+class Drain:
+    """A worker draining a pre-filled topic, measured from the first scrape that saw it consuming to
+    the first that saw every event consumed."""
+
+    events: int  # the events consumed inside the window
+    seconds: float
+    cpu_seconds: float  # the worker process's user + system CPU over the window, until every event was applied
+    rss_bytes: int
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_seconds / self.events * 1e6
+
+
+def measure_drain(worker: LocalWorker, total: int, timeout: float = 1800.0) -> Drain:
+    """Scrape ``worker`` until it has consumed and applied ``total`` events; a :class:`Drain` of the window.
+
+    The window opens at the first scrape that sees events consumed (not at "healthy": the worker
+    starts consuming the moment it is, so a short topic may be half drained before anyone looks),
+    and the events counted are only those consumed after it. Scrapes are 20 ms apart until then,
+    and afterwards about a fortieth of the time elapsed (at most 0.25 s: each scrape costs the
+    worker a few ms of its event loop), so the end is seen within ~2.5% of the window.
+    """
+    consumed, applied = "streamrec_worker_events_consumed_total", "streamrec_worker_events_applied_total"
+    deadline = time.monotonic() + timeout
+    while (seen := worker.metric(consumed)) < 1:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{consumed} still 0 after {timeout}s")
+        time.sleep(0.02)
+    opened, cpu_opened = time.monotonic(), process_usage(worker.proc.pid)[0]
+    if seen >= total:
+        raise RunTooShort(f"the worker had consumed all {total:,} events at the first look: too few to measure "
+                          f"(ask for more events)")
+    while (now := worker.metric(consumed)) < total:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{consumed} did not reach {total} within {timeout}s (now {now})")
+        time.sleep(min(0.25, max(0.02, (time.monotonic() - opened) / 40)))
+    closed = time.monotonic()
+    wait_metric(worker, applied, total, 60)
+    cpu_closed, rss = process_usage(worker.proc.pid)
+    return Drain(events=int(total - seen), seconds=closed - opened, cpu_seconds=cpu_closed - cpu_opened,
+                 rss_bytes=rss)
 
 
 # --- what the worker serves: the model, the catalogue size, the index kind ------------------

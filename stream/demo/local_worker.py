@@ -48,8 +48,9 @@ class LocalWorker:
     def url(self) -> str:
         return f"http://{self.settings.web_host}:{self.env['STREAMREC_WEB_PORT']}"
 
-    def start(self, timeout: float = 120.0) -> LocalWorker:
-        """Start the worker and wait until ``/healthz`` answers 200; raises with the log tail if not."""
+    def start(self, timeout: float = 120.0, poll: float = 0.3) -> LocalWorker:
+        """Start the worker and wait until ``/healthz`` answers 200 (asked every ``poll`` seconds);
+        raises with the log tail if it does not."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         profile = ["-m", "cProfile", "-o", str(self.profile_to)] if self.profile_to else []
@@ -65,7 +66,7 @@ class LocalWorker:
                     return self
             except OSError:
                 pass
-            time.sleep(0.3)
+            time.sleep(poll)
         raise TimeoutError(f"{self.COMMAND} not healthy within {timeout}s:\n{self.log_tail()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
