@@ -107,7 +107,9 @@ def measure_drain(worker: LocalWorker, total: int, timeout: float = 1800.0) -> D
 
     The window opens at the first scrape that sees events consumed (not at "healthy": the worker
     starts consuming the moment it is, so a short topic may be half drained before anyone looks),
-    and the events counted are only those consumed after it. Scrapes are 20 ms apart until then,
+    and the events counted are only those consumed after it (the counter moves when a batch is
+    fetched, so the batch in flight at the first look is not counted while its processing is:
+    the rate errs low, by at most one batch). Scrapes are 20 ms apart until then,
     and afterwards about a fortieth of the time elapsed (at most 0.25 s: each scrape costs the
     worker a few ms of its event loop), so the end is seen within ~2.5% of the window.
     """
